@@ -1,0 +1,24 @@
+// flightbox list: the events in the index, filtered, as a table or JSON.
+import { invocation, filterFrom, type FilterOptions } from '../args.js';
+import { loadCliConfig, openStoreForQuery } from '../context.js';
+import { eventJson, listTable } from '../format.js';
+
+export async function run(...args: unknown[]): Promise<number> {
+  const { opts } = invocation<FilterOptions & { json?: boolean }>(args);
+  const filter = filterFrom(opts);
+  const { config } = loadCliConfig(opts);
+  const store = openStoreForQuery(config);
+  try {
+    const rows = store.index().list(filter);
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(rows.map(eventJson), null, 2)}\n`);
+    } else if (rows.length === 0) {
+      process.stderr.write('No events found.\n');
+    } else {
+      process.stdout.write(`${listTable(rows)}\n`);
+    }
+    return 0;
+  } finally {
+    store.close();
+  }
+}

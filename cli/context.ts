@@ -1,0 +1,34 @@
+// What every command needs: the config (refusing to run on a broken one, unlike the
+// handler) and the store, opened read-only for queries.
+import { formatConfigIssue, loadConfig, resolveConfigPath, type Config } from '../lib/config.js';
+import { FlightboxError, errnoCode } from '../lib/errors.js';
+import { Store } from '../store/store.js';
+
+export interface GlobalOptions {
+  config?: string;
+}
+
+export function loadCliConfig(opts: GlobalOptions): { config: Config; path: string; explicit: boolean } {
+  const { path, explicit } = resolveConfigPath(opts.config);
+  const loaded = loadConfig(path, { explicit });
+  if (loaded.errors.length > 0) {
+    const first = loaded.errors[0]!;
+    const more = loaded.errors.length > 1 ? ` (and ${loaded.errors.length - 1} more problem${loaded.errors.length > 2 ? 's' : ''})` : '';
+    throw new FlightboxError('CONFIG_INVALID', `${formatConfigIssue(first)}${more}`);
+  }
+  return { config: loaded.config, path, explicit };
+}
+
+/** Open the store for queries. Read-only users get a clear "permission denied". */
+export function openStoreForQuery(config: Config): Store {
+  try {
+    const store = new Store(config.store.root, { create: false, busyTimeoutMs: config.store.busyTimeoutMs });
+    store.index(); // opens (and, for root, migrates) the index now, so errors surface here
+    return store;
+  } catch (err) {
+    if (errnoCode(err) === 'EACCES' || errnoCode(err) === 'EPERM' || /SQLITE_CANTOPEN|unable to open/i.test(String(err))) {
+      throw new FlightboxError('PERMISSION', `cannot open the store ${config.store.root}: permission denied (run as root)`);
+    }
+    throw err;
+  }
+}

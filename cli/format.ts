@@ -1,0 +1,80 @@
+// Output helpers for the CLI: tables, times, and the JSON shape of an event. Hostile
+// strings (exe, comm, cmdline) are escaped before they reach a terminal.
+import { escapeControl } from '../lib/escape.js';
+import { formatSize } from '../lib/units.js';
+import type { EventRow } from '../store/index-db.js';
+
+function pad2(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+/** Local time "2026-11-26 06:54:42 +00:00". */
+export function formatTime(ms: number): string {
+  const d = new Date(ms);
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const tz = `${sign}${pad2(Math.floor(Math.abs(off) / 60))}:${pad2(Math.abs(off) % 60)}`;
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())} ${tz}`;
+}
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [fmt(headers), ...rows.map(fmt)].join('\n');
+}
+
+export function coreState(row: EventRow): string {
+  if (row.kind !== 'crash') return '-';
+  if (!row.has_core) return 'none';
+  return row.core_truncated ? 'truncated' : 'present';
+}
+
+export function eventJson(row: EventRow): Record<string, unknown> {
+  return {
+    id: row.id,
+    kind: row.kind,
+    time: new Date(row.time).toISOString(),
+    timeMs: row.time,
+    host: row.host,
+    bootId: row.boot_id,
+    pid: row.pid,
+    pidInNamespace: row.pid_ns,
+    tid: row.tid,
+    uid: row.uid,
+    gid: row.gid,
+    signal: row.signal,
+    signalName: row.signal_name,
+    exe: row.exe,
+    comm: row.comm,
+    cmdline: row.cmdline,
+    unit: row.unit,
+    cgroup: row.cgroup,
+    inContainer: row.in_container === null ? null : row.in_container === 1,
+    dumpable: row.dumpable,
+    signature: row.signature,
+    signatureText: row.signature_text,
+    rule: row.rule,
+    core: coreState(row),
+    coreSize: row.core_size,
+    coreStoredSize: row.core_stored_size,
+    bundleSize: row.bundle_size,
+    warnings: row.warnings,
+    bundle: row.bundle,
+  };
+}
+
+export function listTable(rows: EventRow[]): string {
+  return table(
+    ['TIME', 'ID', 'PID', 'UID', 'SIG', 'COREFILE', 'SIZE', 'EXE'],
+    rows.map((r) => [
+      formatTime(r.time),
+      r.id,
+      String(r.pid ?? '-'),
+      String(r.uid ?? '-'),
+      r.signal_name ?? '-',
+      coreState(r),
+      r.core_stored_size ? formatSize(r.core_stored_size) : '-',
+      escapeControl(r.exe ?? (r.comm ? `(${r.comm})` : r.rule ?? '-')),
+    ]),
+  );
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// The flightbox command. Each verb is loaded only when used; exit statuses are decided
+// here and nowhere else (usage 2, not found 3, config 78, internal 1), and only internal
+// errors print a stack.
+import { Command, CommanderError, Option } from 'commander';
+import { ERROR_CODES, FlightboxError, exitStatusFor, messageOf } from '../lib/errors.js';
+import { VERSION } from '../lib/version.js';
+
+const program = new Command();
+program
+  .name('flightbox')
+  .description('Crash dumps and flight-recorder snapshots for Linux hosts.')
+  .version(VERSION)
+  .option('-c, --config <file>', 'config file (default: $FLIGHTBOX_CONFIG or /etc/flightbox/flightbox.yaml)')
+  .showHelpAfterError('(run "flightbox --help" for the list of commands)')
+  .exitOverride()
+  .configureOutput({ outputError: () => {} });
+
+type Action = (...args: unknown[]) => Promise<number | void>;
+function lazy(load: () => Promise<{ run: Action }>): (...args: unknown[]) => Promise<void> {
+  return async (...args: unknown[]) => {
+    const mod = await load();
+    const code = await mod.run(...args);
+    if (typeof code === 'number' && code !== 0) process.exitCode = code;
+  };
+}
+
+const filters = (cmd: Command) =>
+  cmd
+    .option('-S, --since <time>', 'only events at or after this time (2026-11-26, "2026-11-26 14:00", 1h, 2d, today)')
+    .option('-U, --until <time>', 'only events at or before this time')
+    .option('--exe <path|name>', 'executable: a full path, or a base name')
+    .option('--comm <name>', 'process name (comm)')
+    .option('--pid <pid>', 'process id')
+    .option('--uid <uid>', 'user id')
+    .option('--signal <sig>', 'signal name or number (SIGSEGV, segv, 11)')
+    .option('--signature <hash>', 'crash signature (or a prefix of it)');
+
+filters(program.command('list').alias('ls').description('list recorded events, oldest first'))
+  .option('-n, --lines <n>', 'only the newest N events')
+  .option('-r, --reverse', 'newest first')
+  .option('--json', 'a JSON array of event objects')
+  .action(lazy(() => import('./commands/list.js')));
+
+filters(program.command('info').description('everything known about an event, with its stack trace (default: the newest match)'))
+  .argument('[id]', 'event id, or a unique prefix of one')
+  .option('--json', 'the bundle manifest as JSON')
+  .action(lazy(() => import('./commands/info.js')));
+
+filters(program.command('dump').description("write an event's core dump, decompressed (default: the newest match)"))
+  .argument('[id]', 'event id, or a unique prefix of one')
+  .requiredOption('-o, --output <file>', 'file to write ("-" for standard output when it is not a terminal)')
+  .option('-f, --force', 'overwrite the output file if it exists')
+  .action(lazy(() => import('./commands/dump.js')));
+
+filters(program.command('debug').description('run gdb on the executable and the core of an event (default: the newest match)'))
+  .argument('[id]', 'event id, or a unique prefix of one')
+  .option('--debugger <program>', 'debugger to run', 'gdb')
+  .option('-A, --debugger-arguments <args>', 'extra arguments for the debugger, split on spaces')
+  .action(lazy(() => import('./commands/debug.js')));
+
+program.command('groups').description('crashes grouped by signature: count, first and last seen, executable')
+  .option('-S, --since <time>', 'only crashes at or after this time')
+  .option('--exe <path|name>', 'executable: a full path, or a base name')
+  .option('--json', 'a JSON array')
+  .action(lazy(() => import('./commands/groups.js')));
+
+program.command('reindex').description('rebuild the index from the bundles on disk')
+  .action(lazy(() => import('./commands/reindex.js')));
+
+program.command('install').description('make the kernel pipe every core dump to flightbox (persists across reboots)')
+  .option('--no-persist', 'do not write the sysctl.d drop-in (lost at reboot)')
+  .action(lazy(() => import('./commands/install.js')));
+
+program.command('uninstall').description('restore the core_pattern and core_pipe_limit from before install')
+  .action(lazy(() => import('./commands/uninstall.js')));
+
+program.command('status').description('is the handler installed, and where do crashes go')
+  .option('--json', 'as JSON')
+  .action(lazy(() => import('./commands/status.js')));
+
+program.command('daemon').description('run the service in the foreground; as root, installs the handler for as long as it runs')
+  .option('--no-install', 'do not install the core_pattern handler')
+  .action(lazy(() => import('./commands/daemon.js')));
+
+program.command('config').description('check the configuration, or print the defaults')
+  .addOption(new Option('--defaults', 'print every option with its default'))
+  .action(lazy(() => import('./commands/config.js')));
+
+function fail(err: unknown): void {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+      process.exitCode = 0;
+      return;
+    }
+    process.stderr.write(`flightbox: ${err.message.replace(/^error: /, '')}\n`);
+    process.exitCode = ERROR_CODES.USAGE.exit;
+    return;
+  }
+  if (err instanceof FlightboxError) {
+    process.stderr.write(`flightbox: ${err.message}\n`);
+  } else {
+    process.stderr.write(`flightbox: internal error: ${messageOf(err)}\n${err instanceof Error ? err.stack ?? '' : ''}\n`);
+  }
+  process.exitCode = exitStatusFor(err);
+}
+
+program.parseAsync(process.argv).catch(fail);

@@ -1,0 +1,309 @@
+// One crash, from the kernel's arguments and pipe to a published, indexed bundle.
+// Order matters and is the point of this file:
+//   1. say that the crash happened (kernel log, store log) before anything can fail;
+//   2. read /proc/<pid> while it exists (the kernel removes it once the core is read);
+//   3. copy the core from stdin to the staging area (the crashed process waits for this);
+//   4. close stdin: the kernel releases the process; from here on nothing is urgent;
+//   5. stack trace, compression, manifest, atomic publication, index.
+// Whatever fails after step 3, the bundle is still published with a warning.
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, constants } from 'node:fs';
+import { hostname as osHostname, release, setPriority } from 'node:os';
+import { join } from 'node:path';
+import type { Config } from '../lib/config.js';
+import { messageOf, errnoCode } from '../lib/errors.js';
+import { escapeControl } from '../lib/escape.js';
+import { createLogger, kmsg, type Logger } from '../lib/log.js';
+import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
+import { VERSION } from '../lib/version.js';
+import { makeBundleId } from '../store/bundle-id.js';
+import { CORE_FILE_NAMES, compressFd } from '../store/compress.js';
+import { MANIFEST_NAME, MANIFEST_VERSION, listBundleFiles, type CoreInfo, type CrashProcess, type Manifest } from '../store/manifest.js';
+import { Store } from '../store/store.js';
+import { takeBacktrace, type Backtrace } from './backtrace.js';
+import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
+import { streamCore } from './core-writer.js';
+import { readProcState } from './proc-reader.js';
+import { crashSignature, crashingThread } from './signature.js';
+
+export interface CaptureOptions {
+  config: Config;
+  /** Problems with the config file: recorded in the manifest, never fatal here. */
+  configWarnings: string[];
+  stdinFd?: number;
+  procRoot?: string;
+  kmsgPath?: string;
+  now?: () => number;
+}
+
+export interface CaptureResult {
+  id: string;
+  bundleDir: string;
+  manifest: Manifest;
+  indexed: boolean;
+}
+
+function readSmall(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** An ELF core starts with \x7fELF and has e_type ET_CORE (4) at offset 16. */
+function looksLikeElfCore(fd: number): boolean {
+  const head = Buffer.alloc(18);
+  try {
+    if (readSync(fd, head, 0, 18, 0) < 18) return false;
+  } catch {
+    return false;
+  }
+  const little = head[5] !== 2;
+  return head.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])) && (little ? head.readUInt16LE(16) : head.readUInt16BE(16)) === 4;
+}
+
+/**
+ * Close the kernel's pipe so the crashed process can finish dying. When that is fd 0,
+ * /dev/null takes its place at once: libuv asserts on closing fds 0-2 and would otherwise
+ * hand fd 0 to the next file we open.
+ */
+function releaseInput(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    return; // already closed
+  }
+  if (fd > 2) return;
+  try {
+    const nul = openSync('/dev/null', constants.O_RDONLY);
+    if (nul !== fd) closeSync(nul);
+  } catch {
+    // nothing better to do
+  }
+}
+
+export async function captureCrash(argv: readonly string[], opts: CaptureOptions): Promise<CaptureResult> {
+  const now = opts.now ?? Date.now;
+  const t0 = now();
+  const cfg = opts.config;
+  const stdinFd = opts.stdinFd ?? 0;
+  const args: CoreArgs = parseCoreArgs(argv);
+  const warnings: string[] = [...opts.configWarnings];
+  const timings: Record<string, number> = {};
+
+  // 1. Announce. comm comes from /proc and is hostile: escaped by kmsg() and the logger.
+  const commEarly = readSmall(`${opts.procRoot ?? '/proc'}/${args.pid}/comm`);
+  const sig = signalName(args.signal);
+  kmsg(`process ${args.pid} (${commEarly ?? '?'}) of user ${args.uid} dumped core, signal ${args.signal}/${sig}`, 5, opts.kmsgPath);
+
+  const store = new Store(cfg.store.root, { create: true, busyTimeoutMs: cfg.store.busyTimeoutMs });
+  const log: Logger = createLogger({ file: store.logFile, component: 'handler' });
+  const crashTime = new Date(args.time * 1000);
+  const id = makeBundleId(crashTime, args.pid);
+  log.info({ id, pid: args.pid, comm: commEarly ?? '?', uid: args.uid, signal: sig }, 'Process dumped core, capturing');
+  const staging = store.createStaging(id);
+
+  // 2. /proc, before the core is read.
+  const proc = readProcState(args.pid, { procRoot: opts.procRoot, environ: cfg.capture.environ, pidfd: args.pidfd });
+  warnings.push(...proc.warnings);
+  if (proc.files.length > 0) {
+    mkdirSync(join(staging, 'proc'), { mode: 0o700 });
+    for (const f of proc.files) {
+      try {
+        writeFileExclusive(join(staging, 'proc'), f.name, f.data, f.mode);
+      } catch (err) {
+        warnings.push(`Failed to store proc/${f.name}, ignoring: ${messageOf(err)}`);
+      }
+    }
+  }
+  timings.procMs = now() - t0;
+
+  // 3. The core. RLIMIT_CORE is what a file core would honour; maxSize caps it regardless.
+  let limit: number | null = cfg.core.maxSizeBytes;
+  let limitReason: string | null = 'maxSize';
+  if (cfg.core.honourRlimit && args.rlimitCore !== null && args.rlimitCore < (limit ?? Infinity)) {
+    limit = args.rlimitCore;
+    limitReason = 'rlimit';
+  }
+  const core: CoreInfo = {
+    stored: false, file: null, compression: null, size: 0, storedSize: 0, truncated: false,
+    reason: null, limitBytes: limit, sparseBytes: 0, elf: false,
+  };
+  let rawFd: number | null = null;
+  if (limit === 0) {
+    core.reason = 'rlimit';
+    core.truncated = true;
+    warnings.push('RLIMIT_CORE is 0 (ulimit -c 0): the core was not stored, as a file core would not have been');
+  } else {
+    const progress = { size: 0 };
+    try {
+      rawFd = createExclusive(staging, 'core', 0o600, { readable: true });
+      const r = streamCore(stdinFd, rawFd, { limit, progress });
+      core.size = r.size;
+      core.sparseBytes = r.sparseBytes;
+      core.truncated = r.truncated;
+      if (r.truncated) {
+        core.reason = limitReason;
+        warnings.push(`core truncated at ${limit} bytes (${limitReason === 'rlimit' ? 'RLIMIT_CORE' : 'core.maxSize'})`);
+      }
+      if (r.size === 0) {
+        core.reason = 'empty';
+        warnings.push('the kernel sent an empty core');
+      }
+    } catch (err) {
+      core.size = progress.size;
+      core.truncated = true;
+      core.reason = `write-error: ${errnoCode(err) ?? messageOf(err)}`;
+      warnings.push(`Failed to store the whole core (${messageOf(err)}); kept the first ${progress.size} bytes`);
+    }
+  }
+  // 4. Release the crashed process.
+  releaseInput(stdinFd);
+  timings.holdMs = now() - t0;
+  log.info({ id, bytes: core.size, holdMs: timings.holdMs }, 'Core read, process released');
+  try {
+    setPriority(10);
+  } catch {
+    // not fatal
+  }
+
+  // 5. Everything else, each step guarded: a failure is a warning, never a lost crash.
+  let backtrace: Backtrace | null = null;
+  if (rawFd !== null) {
+    core.elf = core.size > 0 && looksLikeElfCore(rawFd);
+    if (core.size > 0 && !core.elf) warnings.push('the core is not an ELF core file; no stack trace');
+  }
+  if (core.elf) {
+    const tb = now();
+    try {
+      backtrace = takeBacktrace(join(staging, 'core'), proc.meta.exe, { tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs });
+      warnings.push(...backtrace.warnings);
+      if (backtrace.tool) {
+        writeFileExclusive(staging, 'backtrace.txt', backtrace.text, 0o640);
+      } else if (cfg.backtrace.tool !== 'none') {
+        warnings.push('no stack trace could be taken');
+      }
+    } catch (err) {
+      warnings.push(`Failed to take a stack trace, ignoring: ${messageOf(err)}`);
+    }
+    timings.backtraceMs = now() - tb;
+  }
+
+  if (rawFd !== null) {
+    const tc = now();
+    if (core.size === 0) {
+      closeSync(rawFd);
+      unlinkSync(join(staging, 'core'));
+    } else if (cfg.core.compress === 'none') {
+      fsyncSync(rawFd);
+      closeSync(rawFd);
+      Object.assign(core, { stored: true, file: CORE_FILE_NAMES.none, compression: 'none', storedSize: core.size - core.sparseBytes });
+    } else {
+      let outFd: number | null = null;
+      let name: string = CORE_FILE_NAMES[cfg.core.compress];
+      try {
+        const inFd = openSync(join(staging, 'core'), constants.O_RDONLY | constants.O_NOFOLLOW);
+        try {
+          outFd = createExclusive(staging, name, 0o600);
+          const used = await compressFd(inFd, outFd, cfg.core.compress, cfg.core.level);
+          if (used !== cfg.core.compress) {
+            // zstd missing: the gzip output went into the .zst-named file; give it its right name.
+            warnings.push(`${cfg.core.compress} is not available, compressed with ${used}`);
+            renameSync(join(staging, name), join(staging, CORE_FILE_NAMES[used]));
+            name = CORE_FILE_NAMES[used];
+          }
+          fsyncSync(outFd);
+          core.storedSize = fstatSync(outFd).size;
+          core.compression = used;
+        } finally {
+          closeSync(inFd);
+        }
+        unlinkSync(join(staging, 'core'));
+        Object.assign(core, { stored: true, file: name });
+      } catch (err) {
+        warnings.push(`Failed to compress the core, keeping it uncompressed: ${messageOf(err)}`);
+        try { unlinkSync(join(staging, name)); } catch { /* never created */ }
+        Object.assign(core, { stored: true, file: CORE_FILE_NAMES.none, compression: 'none', storedSize: core.size - core.sparseBytes });
+      } finally {
+        if (outFd !== null) closeSync(outFd);
+      }
+      closeSync(rawFd);
+    }
+    timings.compressMs = now() - tc;
+  }
+
+  const thread = backtrace ? crashingThread(backtrace.threads, args.tidInNamespace ?? args.tid) : undefined;
+  const signature = crashSignature(proc.meta.exe, proc.meta.comm, sig, thread);
+
+  const processInfo: CrashProcess = {
+    pid: args.pid,
+    pidInNamespace: proc.meta.pidInNamespace,
+    tid: args.tid,
+    tidInNamespace: args.tidInNamespace,
+    ppid: proc.meta.ppid,
+    uid: args.uid,
+    gid: args.gid,
+    signal: args.signal,
+    signalName: sig,
+    comm: proc.meta.comm,
+    exe: proc.meta.exe,
+    cmdline: proc.meta.cmdline,
+    cwd: proc.meta.cwd,
+    root: proc.meta.root,
+    cgroup: proc.meta.cgroup,
+    unit: proc.meta.unit,
+    namespaces: proc.meta.namespaces,
+    inContainer: proc.meta.inContainer,
+    hostnameInNamespace: args.hostname,
+    dumpable: args.dumpable,
+    rlimitCore: args.rlimitCore,
+    threads: proc.meta.threads,
+    fdCount: proc.meta.fdCount,
+    startTimeTicks: proc.meta.startTimeTicks,
+    procVerified: proc.verified,
+  };
+  timings.totalMs = now() - t0;
+  const manifest: Manifest = {
+    version: MANIFEST_VERSION,
+    id,
+    kind: 'crash',
+    time: crashTime.toISOString(),
+    timeMs: args.time * 1000,
+    capturedAt: new Date(t0).toISOString(),
+    host: {
+      hostname: osHostname(),
+      bootId: readSmall('/proc/sys/kernel/random/boot_id'),
+      kernel: release(),
+      machineId: readSmall('/etc/machine-id'),
+    },
+    process: processInfo,
+    core,
+    backtrace: backtrace?.tool
+      ? {
+          tool: backtrace.tool,
+          file: 'backtrace.txt',
+          crashingTid: thread?.tid ?? null,
+          frames: (thread?.frames ?? []).slice(0, 32).map((f) => ({ fn: f.fn, module: f.module, addr: f.addr, source: f.source })),
+          threads: backtrace.threads.length,
+        }
+      : null,
+    signature,
+    modules: (backtrace?.modules ?? []).map((m) => ({ name: m.name, buildId: m.buildId, file: m.file })),
+    rule: null,
+    warnings,
+    timings,
+    files: [],
+    handler: { version: VERSION, pid: process.pid },
+  };
+  manifest.files = listBundleFiles(staging).filter((f) => f.path !== '.owner');
+  writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640);
+  const bundleDir = store.publish(id, staging);
+  const ix = store.indexBundle(manifest);
+  if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
+  log.info(
+    { id, signature: signature.text, core: core.file ?? 'none', warnings: warnings.length, totalMs: now() - t0 },
+    'Crash of %s saved', escapeControl(proc.meta.exe ?? proc.meta.comm ?? '?'),
+  );
+  store.close();
+  return { id, bundleDir, manifest, indexed: ix.indexed };
+}

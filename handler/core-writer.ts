@@ -1,0 +1,93 @@
+// Copy the core from the kernel's pipe to a file: large buffers, runs of zeros left as holes
+// (cores are mostly untouched pages), and a byte limit. This is the hold path: the crashed
+// process, and all its memory, waits until we have read the last byte, so nothing else
+// happens in this loop.
+import { ftruncateSync, readSync, writeSync } from 'node:fs';
+import { errnoCode } from '../lib/errors.js';
+
+export const CORE_BUFFER_BYTES = 1024 * 1024;
+/** Granularity of hole detection; a multiple of every common filesystem block size. */
+export const SPARSE_BLOCK_BYTES = 64 * 1024;
+
+export interface CoreWriteResult {
+  /** Bytes stored (logical file size). */
+  size: number;
+  /** Bytes that became holes. */
+  sparseBytes: number;
+  /** True when the input was longer than the limit (the rest was not read). */
+  truncated: boolean;
+}
+
+const ZERO = Buffer.alloc(SPARSE_BLOCK_BYTES);
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function readSome(fd: number, buf: Buffer, off: number, len: number): number {
+  for (;;) {
+    try {
+      return readSync(fd, buf, off, len, null);
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'EAGAIN') { Atomics.wait(sleeper, 0, 0, 1); continue; } // a non-blocking pipe
+      if (code === 'EINTR') continue;
+      if (code === 'EOF') return 0;
+      throw err;
+    }
+  }
+}
+
+function writeAll(fd: number, buf: Buffer, off: number, len: number, pos: number): void {
+  while (len > 0) {
+    const n = writeSync(fd, buf, off, len, pos);
+    off += n; len -= n; pos += n;
+  }
+}
+
+/**
+ * Read `inFd` to its end (or to `limit` bytes) and write it to `outFd` at offset 0.
+ * `limit` null means no limit. Throws on a write error (e.g. ENOSPC) after recording what
+ * was written so far in `progress`, so the caller can keep a truncated core.
+ */
+export function streamCore(
+  inFd: number,
+  outFd: number,
+  opts: { limit: number | null; sparse?: boolean; progress?: { size: number } },
+): CoreWriteResult {
+  const limit = opts.limit ?? Number.MAX_SAFE_INTEGER;
+  const sparse = opts.sparse !== false;
+  const buf = Buffer.allocUnsafe(CORE_BUFFER_BYTES);
+  let size = 0;
+  let sparseBytes = 0;
+  let truncated = false;
+  let eof = false;
+  while (!eof && size < limit) {
+    // Fill the buffer (the pipe hands out at most its capacity per read).
+    const want = Math.min(buf.length, limit - size);
+    let fill = 0;
+    while (fill < want) {
+      const n = readSome(inFd, buf, fill, want - fill);
+      if (n === 0) { eof = true; break; }
+      fill += n;
+    }
+    // Write it, leaving aligned all-zero blocks as holes.
+    let off = 0;
+    while (off < fill) {
+      const len = Math.min(SPARSE_BLOCK_BYTES, fill - off);
+      if (sparse && len === SPARSE_BLOCK_BYTES && ZERO.compare(buf, off, off + len) === 0) {
+        sparseBytes += len;
+      } else {
+        writeAll(outFd, buf, off, len, size + off);
+      }
+      off += len;
+    }
+    size += fill;
+    if (opts.progress) opts.progress.size = size;
+  }
+  if (!eof && size >= limit) {
+    // Is there more? One byte tells; we do not drain the rest (closing stdin stops the dump).
+    const probe = Buffer.allocUnsafe(1);
+    truncated = readSome(inFd, probe, 0, 1) > 0;
+  }
+  // Trailing holes need the file size set explicitly.
+  if (sparseBytes > 0) ftruncateSync(outFd, size);
+  return { size, sparseBytes, truncated };
+}

@@ -1,0 +1,235 @@
+// Installing the handler in the kernel: a short launcher script (the kernel truncates
+// core_pattern at 127 bytes and runs the helper with an almost empty environment, so the
+// node binary, the handler and the config path are baked into the launcher), the pattern
+// itself, kernel.core_pipe_limit, and an optional sysctl.d drop-in for reboots.
+// The previous values are saved in the store and restored exactly by uninstall.
+//
+// core_pipe_limit is set to 0 on purpose. With a limit N > 0 the kernel waits for each
+// handler to exit (keeping /proc/<pid> alive longer) but silently skips every crash beyond
+// the Nth concurrent one ("over core_pipe_limit, skipping core dump"). With 0 it never
+// skips; /proc/<pid> then stays readable only until the core has been read from stdin,
+// which is why the handler reads /proc first.
+import { existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../lib/config.js';
+import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
+import { ensureSecureDir, readSmallNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
+import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
+
+export const CORE_PATTERN_MAX_BYTES = 127;
+export const INSTALL_STATE_FILE = 'install-state.json';
+export const LAUNCHER_NAME = 'core-handler';
+
+export interface KernelPaths {
+  corePattern: string;
+  corePipeLimit: string;
+}
+export const KERNEL_PATHS: KernelPaths = {
+  corePattern: '/proc/sys/kernel/core_pattern',
+  corePipeLimit: '/proc/sys/kernel/core_pipe_limit',
+};
+
+export interface InstallState {
+  version: 1;
+  installedAt: string;
+  pattern: string;
+  launcher: string;
+  configPath: string | null;
+  persistent: boolean;
+  previous: { corePattern: string; corePipeLimit: string };
+  dropIn: { path: string; previousContent: string | null } | null;
+}
+
+export interface InstallOptions {
+  /** The config file the handler must read; null = its default path. */
+  configPath: string | null;
+  /** Also write the sysctl.d drop-in (survives reboots). */
+  persist: boolean;
+  kernel?: KernelPaths;
+  nodePath?: string;
+  handlerPath?: string;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function defaultHandlerPath(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), 'main.js');
+}
+
+export function launcherPath(cfg: Config): string {
+  return cfg.install.launcher ?? join(cfg.store.root, LAUNCHER_NAME);
+}
+
+export function patternFor(launcher: string): string {
+  return `|${launcher} ${CORE_PATTERN_SPECIFIERS.join(' ')}`;
+}
+
+export function launcherScript(nodePath: string, handlerPath: string, configPath: string | null): string {
+  const config = configPath ? ` --config ${shellQuote(configPath)}` : '';
+  return [
+    '#!/bin/sh',
+    '# flightbox core_pattern launcher, written by `flightbox install`; removed by `flightbox uninstall`.',
+    `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} -- "$@"`,
+    '',
+  ].join('\n');
+}
+
+function readKernel(path: string): string {
+  return readFileSync(path, 'utf8').replace(/\n$/, '');
+}
+
+function writeKernel(path: string, value: string): void {
+  writeFileSync(path, `${value}\n`);
+}
+
+function statePath(cfg: Config): string {
+  return join(cfg.store.root, INSTALL_STATE_FILE);
+}
+
+export function readInstallState(cfg: Config): InstallState | null {
+  try {
+    return JSON.parse(readSmallNoFollow(statePath(cfg), 1 << 20)) as InstallState;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return null;
+    throw new FlightboxError('STORE_CORRUPT', `cannot read ${statePath(cfg)}: ${messageOf(err)}`);
+  }
+}
+
+function writeAtomically(dir: string, name: string, content: string, mode: number): void {
+  const tmp = `.${name}.${process.pid}.tmp`;
+  try {
+    unlinkSync(join(dir, tmp));
+  } catch {
+    // not there
+  }
+  writeFileExclusive(dir, tmp, content, mode);
+  renameSync(join(dir, tmp), join(dir, name));
+}
+
+export function installHandler(cfg: Config, opts: InstallOptions): { state: InstallState; alreadyInstalled: boolean } {
+  const kernel = opts.kernel ?? KERNEL_PATHS;
+  const launcher = launcherPath(cfg);
+  const pattern = patternFor(launcher);
+  if (Buffer.byteLength(pattern) > CORE_PATTERN_MAX_BYTES) {
+    throw new FlightboxError(
+      'INSTALL_FAILED',
+      `the core_pattern would be ${Buffer.byteLength(pattern)} bytes, over the kernel's limit of ${CORE_PATTERN_MAX_BYTES}: ` +
+        `set install.launcher to a shorter path than ${JSON.stringify(launcher)}`,
+    );
+  }
+  ensureSecureDir(cfg.store.root, 0o700);
+  ensureSecureDir(dirname(launcher), 0o755);
+  const current = readKernel(kernel.corePattern);
+  const existing = readInstallState(cfg);
+  const alreadyInstalled = existing !== null && current === existing.pattern;
+
+  writeAtomically(dirname(launcher), basename(launcher), launcherScript(opts.nodePath ?? process.execPath, opts.handlerPath ?? defaultHandlerPath(), opts.configPath), 0o700);
+
+  // Keep the values from before the first install: re-installing must not make our own
+  // pattern the one to "restore".
+  const previous = alreadyInstalled && existing
+    ? existing.previous
+    : { corePattern: current, corePipeLimit: readKernel(kernel.corePipeLimit) };
+  let dropIn: InstallState['dropIn'] = alreadyInstalled && existing ? existing.dropIn : null;
+  const persistent = opts.persist && cfg.install.sysctlDropIn !== null;
+  if (persistent && cfg.install.sysctlDropIn && !dropIn) {
+    const path = cfg.install.sysctlDropIn;
+    let previousContent: string | null = null;
+    try {
+      previousContent = readFileSync(path, 'utf8');
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    dropIn = { path, previousContent };
+  }
+  const state: InstallState = {
+    version: 1,
+    installedAt: new Date().toISOString(),
+    pattern,
+    launcher,
+    configPath: opts.configPath,
+    persistent,
+    previous,
+    dropIn,
+  };
+  // State first: if anything below fails, uninstall still knows what to restore.
+  writeAtomically(cfg.store.root, INSTALL_STATE_FILE, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+
+  if (readKernel(kernel.corePipeLimit) !== '0') writeKernel(kernel.corePipeLimit, '0');
+  writeKernel(kernel.corePattern, pattern);
+  const readBack = readKernel(kernel.corePattern);
+  if (readBack !== pattern) {
+    writeKernel(kernel.corePattern, previous.corePattern);
+    throw new FlightboxError('INSTALL_FAILED', `the kernel kept ${JSON.stringify(readBack)} instead of ${JSON.stringify(pattern)}; restored the previous pattern`);
+  }
+  if (persistent && dropIn) {
+    writeAtomically(dirname(dropIn.path), basename(dropIn.path), [
+      '# Written by `flightbox install`; `flightbox uninstall` restores what was here before.',
+      `kernel.core_pattern = ${pattern}`,
+      'kernel.core_pipe_limit = 0',
+      '',
+    ].join('\n'), 0o644);
+  }
+  return { state, alreadyInstalled };
+}
+
+export interface UninstallResult {
+  installed: boolean;
+  restoredPattern: string | null;
+  warnings: string[];
+}
+
+export function uninstallHandler(cfg: Config, opts: { kernel?: KernelPaths } = {}): UninstallResult {
+  const kernel = opts.kernel ?? KERNEL_PATHS;
+  const state = readInstallState(cfg);
+  const warnings: string[] = [];
+  if (!state) return { installed: false, restoredPattern: null, warnings };
+  let restoredPattern: string | null = null;
+  const current = readKernel(kernel.corePattern);
+  if (current === state.pattern) {
+    writeKernel(kernel.corePattern, state.previous.corePattern);
+    restoredPattern = state.previous.corePattern;
+    if (readKernel(kernel.corePipeLimit) !== state.previous.corePipeLimit) writeKernel(kernel.corePipeLimit, state.previous.corePipeLimit);
+  } else {
+    warnings.push(`core_pattern was changed by someone else since install (now ${JSON.stringify(current)}); left as it is`);
+  }
+  if (state.dropIn) {
+    if (state.dropIn.previousContent === null) {
+      try {
+        unlinkSync(state.dropIn.path);
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      }
+    } else {
+      writeAtomically(dirname(state.dropIn.path), basename(state.dropIn.path), state.dropIn.previousContent, 0o644);
+    }
+  }
+  try {
+    unlinkSync(state.launcher);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') warnings.push(`could not remove ${state.launcher}: ${messageOf(err)}`);
+  }
+  unlinkSync(statePath(cfg));
+  return { installed: true, restoredPattern, warnings };
+}
+
+export function handlerStatus(cfg: Config, kernel: KernelPaths = KERNEL_PATHS): {
+  installed: boolean;
+  active: boolean;
+  corePattern: string;
+  corePipeLimit: string;
+  state: InstallState | null;
+} {
+  const state = readInstallState(cfg);
+  const corePattern = readKernel(kernel.corePattern);
+  return {
+    installed: state !== null,
+    active: state !== null && corePattern === state.pattern && existsSync(state.launcher),
+    corePattern,
+    corePipeLimit: readKernel(kernel.corePipeLimit),
+    state,
+  };
+}

@@ -1,0 +1,231 @@
+// Read what /proc knows about the crashed process, while it still exists: the kernel keeps
+// /proc/<pid> only until the core has been read from our stdin, so this runs first.
+// Every value here is chosen by a possibly hostile process; nothing is followed or executed:
+// links are read with readlink, never opened through.
+import { closeSync, openSync, readSync, readdirSync, readlinkSync, constants } from 'node:fs';
+import { messageOf } from '../lib/errors.js';
+
+export const MAX_PROC_FILE_BYTES = 16 * 1024 * 1024;
+export const MAX_FDS_LISTED = 4096;
+
+export interface ProcMeta {
+  comm: string | null;
+  exe: string | null;
+  cmdline: string[] | null;
+  cwd: string | null;
+  root: string | null;
+  ppid: number | null;
+  /** pid as the process sees it in its own pid namespace (last NSpid entry) */
+  pidInNamespace: number | null;
+  /** pid path through nested namespaces, outermost first */
+  nsPids: number[] | null;
+  uids: number[] | null;
+  gids: number[] | null;
+  threads: number | null;
+  startTimeTicks: number | null;
+  cgroup: string | null;
+  unit: string | null;
+  namespaces: Record<string, string>;
+  /** true when any of pid/mnt/user/net/uts/ipc differs from the handler's own */
+  inContainer: boolean | null;
+  fdCount: number | null;
+}
+
+export interface ProcFile {
+  name: string;
+  data: Buffer;
+  mode: number;
+}
+
+export interface ProcState {
+  meta: ProcMeta;
+  files: ProcFile[];
+  warnings: string[];
+  /** false when /proc/<pid> was gone or belonged to another process by the end of the read */
+  verified: boolean;
+}
+
+export interface ReadProcOptions {
+  procRoot?: string;
+  environ?: boolean;
+  /** pidfd from %F, to prove the /proc entry read is the crashed process and not a reused pid */
+  pidfd?: number | null;
+}
+
+/** Read up to `max` bytes of a /proc file; null when it cannot be read. */
+export function readBounded(path: string, max = MAX_PROC_FILE_BYTES): Buffer | null {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(65536, max - total));
+      if (buf.length === 0) break;
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(buf.subarray(0, n));
+      total += n;
+    }
+    return Buffer.concat(chunks, total);
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function link(path: string): string | null {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
+function field(status: string, name: string): string | null {
+  const m = new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status);
+  return m?.[1] ?? null;
+}
+
+function numbers(s: string | null): number[] | null {
+  if (s === null) return null;
+  const out = s.trim().split(/\s+/).filter(Boolean).map(Number);
+  return out.every(Number.isSafeInteger) ? out : null;
+}
+
+/** The systemd unit (or scope/slice leaf) a cgroup v2 path belongs to, if any. */
+export function unitFromCgroup(cgroupPath: string | null): string | null {
+  if (!cgroupPath) return null;
+  const parts = cgroupPath.split('/').filter(Boolean);
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const p = parts[i]!;
+    if (/\.(service|scope)$/.test(p)) return p;
+  }
+  return null;
+}
+
+/** stat field 22 (starttime), robust to a comm containing spaces and parentheses. */
+export function startTimeFromStat(stat: string | null): number | null {
+  if (!stat) return null;
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return null;
+  const rest = stat.slice(close + 2).split(' ');
+  // rest[0] is field 3 (state); starttime is field 22 → rest[19]
+  const v = Number(rest[19]);
+  return Number.isSafeInteger(v) ? v : null;
+}
+
+function pidOfPidfd(fd: number): number | null {
+  const info = readBounded(`/proc/self/fdinfo/${fd}`, 8192)?.toString() ?? '';
+  const m = /^Pid:\s*(-?\d+)/m.exec(info);
+  return m ? Number(m[1]) : null;
+}
+
+export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcState {
+  const procRoot = opts.procRoot ?? '/proc';
+  const dir = `${procRoot}/${pid}`;
+  const warnings: string[] = [];
+  const files: ProcFile[] = [];
+  const text = (name: string): string | null => readBounded(`${dir}/${name}`)?.toString('utf8') ?? null;
+
+  if (opts.pidfd !== null && opts.pidfd !== undefined) {
+    const p = pidOfPidfd(opts.pidfd);
+    if (p !== pid) warnings.push(`pidfd ${opts.pidfd} refers to pid ${p ?? 'unknown'}, not ${pid}; /proc data may belong to another process`);
+  }
+  const statBefore = text('stat');
+
+  const commRaw = readBounded(`${dir}/comm`, 4096);
+  if (commRaw === null) warnings.push(`Failed to read ${dir}/comm (process gone?), ignoring`);
+  const statusText = text('status');
+  const cmdlineRaw = readBounded(`${dir}/cmdline`);
+  const cgroupText = text('cgroup');
+  const cgroupV2 = cgroupText?.split('\n').find((l) => l.startsWith('0::'))?.slice(3) ?? null;
+
+  const keep = (name: string, data: Buffer | null, mode = 0o640, mandatory = false) => {
+    if (data === null) {
+      if (mandatory) warnings.push(`Failed to read ${dir}/${name}, ignoring`);
+      return;
+    }
+    files.push({ name, data, mode });
+  };
+  keep('status', statusText === null ? null : Buffer.from(statusText), 0o640, commRaw !== null);
+  keep('stat', statBefore === null ? null : Buffer.from(statBefore));
+  keep('cmdline', cmdlineRaw);
+  keep('comm', commRaw);
+  keep('cgroup', cgroupText === null ? null : Buffer.from(cgroupText));
+  for (const name of ['maps', 'limits', 'mountinfo', 'auxv', 'io', 'sched', 'oom_score', 'loginuid', 'sessionid', 'coredump_filter']) {
+    keep(name, readBounded(`${dir}/${name}`), 0o640, commRaw !== null && (name === 'maps' || name === 'limits'));
+  }
+  if (opts.environ !== false) keep('environ', readBounded(`${dir}/environ`), 0o600);
+
+  // Open file descriptors: number → target, and each fdinfo (position, flags), as systemd does.
+  let fdCount: number | null = null;
+  try {
+    const fds = readdirSync(`${dir}/fd`).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
+    fdCount = fds.length;
+    const lines: string[] = [];
+    for (const fd of fds.slice(0, MAX_FDS_LISTED)) {
+      lines.push(`${fd}:${link(`${dir}/fd/${fd}`) ?? '?'}`);
+      const info = readBounded(`${dir}/fdinfo/${fd}`, 65536)?.toString() ?? '';
+      lines.push(...info.trimEnd().split('\n').filter(Boolean).map((l) => `  ${l}`));
+    }
+    if (fds.length > MAX_FDS_LISTED) lines.push(`... ${fds.length - MAX_FDS_LISTED} more`);
+    files.push({ name: 'fds', data: Buffer.from(`${lines.join('\n')}\n`), mode: 0o640 });
+  } catch (err) {
+    if (commRaw !== null) warnings.push(`Failed to list ${dir}/fd, ignoring: ${messageOf(err)}`);
+  }
+
+  const namespaces: Record<string, string> = {};
+  let inContainer: boolean | null = null;
+  for (const ns of ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']) {
+    const theirs = link(`${dir}/ns/${ns}`);
+    if (theirs === null) continue;
+    namespaces[ns] = theirs;
+    const ours = link(`/proc/self/ns/${ns}`);
+    if (ours !== null && ['pid', 'mnt', 'user', 'net', 'uts', 'ipc'].includes(ns)) {
+      inContainer = (inContainer ?? false) || ours !== theirs;
+    }
+  }
+  if (Object.keys(namespaces).length > 0) {
+    files.push({ name: 'ns', data: Buffer.from(`${Object.entries(namespaces).map(([k, v]) => `${k} ${v}`).join('\n')}\n`), mode: 0o640 });
+  }
+
+  const nsPids = numbers(statusText === null ? null : field(statusText, 'NSpid'));
+  const meta: ProcMeta = {
+    comm: commRaw === null ? null : commRaw.toString('utf8').replace(/\n$/, ''),
+    exe: link(`${dir}/exe`),
+    cmdline: cmdlineRaw === null ? null : cmdlineRaw.toString('utf8').replace(/\0$/, '').split('\0'),
+    cwd: link(`${dir}/cwd`),
+    root: link(`${dir}/root`),
+    ppid: numbers(statusText === null ? null : field(statusText, 'PPid'))?.[0] ?? null,
+    pidInNamespace: nsPids?.at(-1) ?? null,
+    nsPids,
+    uids: numbers(statusText === null ? null : field(statusText, 'Uid')),
+    gids: numbers(statusText === null ? null : field(statusText, 'Gid')),
+    threads: numbers(statusText === null ? null : field(statusText, 'Threads'))?.[0] ?? null,
+    startTimeTicks: startTimeFromStat(statBefore),
+    cgroup: cgroupV2,
+    unit: unitFromCgroup(cgroupV2),
+    namespaces,
+    inContainer,
+    fdCount,
+  };
+
+  // Verify at the end that what we read still belongs to the crashed process: same start
+  // time, and (where the kernel gave us a pidfd) the pidfd still names this pid.
+  let verified = commRaw !== null;
+  if (verified) {
+    const after = startTimeFromStat(text('stat'));
+    if (after === null || after !== meta.startTimeTicks) {
+      verified = false;
+      warnings.push(`/proc/${pid} changed while it was read (start time ${meta.startTimeTicks} → ${after}); its data may belong to another process`);
+    }
+    if (opts.pidfd !== null && opts.pidfd !== undefined && pidOfPidfd(opts.pidfd) !== pid) verified = false;
+  }
+  return { meta, files, warnings, verified };
+}

@@ -1,0 +1,227 @@
+// The configuration: embedded defaults, the YAML file that overrides them, and validation
+// that names file, line and key. Returns {config, warnings, errors}; callers decide whether
+// an error is fatal (daemon, CLI) or a warning to record (the handler must still capture).
+import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
+import { errnoCode, messageOf } from './errors.js';
+import { parseDuration, parseSize } from './units.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/flightbox/flightbox.yaml';
+export const DEFAULT_STORE_ROOT = '/var/lib/flightbox';
+export const DEFAULT_SYSCTL_DROP_IN = '/etc/sysctl.d/60-flightbox.conf';
+export const DEFAULT_CORE_MAX_BYTES = 2 * 1024 ** 3;
+export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
+export const DEFAULT_BACKTRACE_TIMEOUT_MS = 60_000;
+export const DEFAULT_COMPRESS_LEVEL = 3;
+
+export type CompressMethod = 'zstd' | 'gzip' | 'none';
+export type BacktraceTool = 'auto' | 'eu-stack' | 'gdb' | 'none';
+
+export interface Config {
+  /** Absolute path of the file the values came from, or null for pure defaults. */
+  source: string | null;
+  store: { root: string; busyTimeoutMs: number };
+  core: { maxSizeBytes: number; compress: CompressMethod; level: number; honourRlimit: boolean };
+  capture: { environ: boolean };
+  backtrace: { tool: BacktraceTool; timeoutMs: number };
+  install: { launcher: string | null; sysctlDropIn: string | null };
+}
+
+export interface ConfigIssue {
+  key: string;
+  message: string;
+  file: string | null;
+  line: number | null;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  warnings: ConfigIssue[];
+  errors: ConfigIssue[];
+}
+
+export function defaultConfig(): Config {
+  return {
+    source: null,
+    store: { root: DEFAULT_STORE_ROOT, busyTimeoutMs: DEFAULT_BUSY_TIMEOUT_MS },
+    core: { maxSizeBytes: DEFAULT_CORE_MAX_BYTES, compress: 'zstd', level: DEFAULT_COMPRESS_LEVEL, honourRlimit: true },
+    capture: { environ: true },
+    backtrace: { tool: 'auto', timeoutMs: DEFAULT_BACKTRACE_TIMEOUT_MS },
+    install: { launcher: null, sysctlDropIn: DEFAULT_SYSCTL_DROP_IN },
+  };
+}
+
+type Setter = (c: Config, v: unknown) => string | undefined; // returns the complaint, if any
+
+const absPath = (set: (c: Config, v: string) => void): Setter => (c, v) => {
+  if (typeof v !== 'string' || !isAbsolute(v)) return `expected an absolute path, got ${show(v)}`;
+  if (v.includes('\0') || /[\n\r]/.test(v)) return `path must not contain NUL or newlines, got ${show(v)}`;
+  set(c, v);
+};
+const nullableAbsPath = (set: (c: Config, v: string | null) => void): Setter => (c, v) =>
+  v === null || v === false ? (set(c, null), undefined) : absPath(set)(c, v);
+const size = (set: (c: Config, v: number) => void): Setter => (c, v) => {
+  const n = parseSize(v);
+  if (n === undefined) return `expected a size such as 2GiB or 500MB, got ${show(v)}`;
+  set(c, n);
+};
+const duration = (set: (c: Config, v: number) => void): Setter => (c, v) => {
+  const n = parseDuration(v);
+  if (n === undefined) return `expected a duration such as 30s or 5m, got ${show(v)}`;
+  set(c, n);
+};
+const bool = (set: (c: Config, v: boolean) => void): Setter => (c, v) => {
+  if (typeof v !== 'boolean') return `expected true or false, got ${show(v)}`;
+  set(c, v);
+};
+const oneOf = <T extends string>(values: readonly T[], set: (c: Config, v: T) => void): Setter => (c, v) => {
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) {
+    return `expected one of ${values.join(', ')}, got ${show(v)}`;
+  }
+  set(c, v as T);
+};
+const intIn = (lo: number, hi: number, set: (c: Config, v: number) => void): Setter => (c, v) => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    return `expected a whole number from ${lo} to ${hi}, got ${show(v)}`;
+  }
+  set(c, v);
+};
+
+/** Every key the file may set, with its validator. Keys not listed here are errors (typos). */
+const SCHEMA: Record<string, Record<string, Setter>> = {
+  store: {
+    root: absPath((c, v) => { c.store.root = v; }),
+    busyTimeout: duration((c, v) => { c.store.busyTimeoutMs = v; }),
+  },
+  core: {
+    maxSize: size((c, v) => { c.core.maxSizeBytes = v; }),
+    compress: oneOf(['zstd', 'gzip', 'none'] as const, (c, v) => { c.core.compress = v; }),
+    level: intIn(1, 19, (c, v) => { c.core.level = v; }),
+    honourRlimit: bool((c, v) => { c.core.honourRlimit = v; }),
+  },
+  capture: {
+    environ: bool((c, v) => { c.capture.environ = v; }),
+  },
+  backtrace: {
+    tool: oneOf(['auto', 'eu-stack', 'gdb', 'none'] as const, (c, v) => { c.backtrace.tool = v; }),
+    timeout: duration((c, v) => { c.backtrace.timeoutMs = v; }),
+  },
+  install: {
+    launcher: nullableAbsPath((c, v) => { c.install.launcher = v; }),
+    sysctlDropIn: nullableAbsPath((c, v) => { c.install.sysctlDropIn = v; }),
+  },
+};
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+export function resolveConfigPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): {
+  path: string;
+  explicit: boolean;
+} {
+  if (explicit) return { path: explicit, explicit: true };
+  if (env.FLIGHTBOX_CONFIG) return { path: env.FLIGHTBOX_CONFIG, explicit: true };
+  return { path: DEFAULT_CONFIG_PATH, explicit: false };
+}
+
+/** Load and validate. A missing default file means embedded defaults; a missing explicit file is an error. */
+export function loadConfig(path: string, opts: { explicit: boolean }): LoadedConfig {
+  const config = defaultConfig();
+  const errors: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' && !opts.explicit) return { config, warnings, errors };
+    errors.push({ key: '', message: `cannot read config: ${messageOf(err)}`, file: path, line: null });
+    return { config, warnings, errors };
+  }
+  config.source = isAbsolute(path) ? path : `${process.cwd()}/${path}`;
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const lineOf = (offset: number | undefined) => (offset === undefined ? null : lines.linePos(offset).line);
+  for (const e of doc.errors) {
+    errors.push({ key: '', message: e.message.split('\n')[0] ?? 'invalid YAML', file: path, line: lineOf(e.pos[0]) });
+  }
+  if (errors.length > 0) return { config, warnings, errors };
+  validate(doc, config, path, lineOf, errors);
+  return { config, warnings, errors };
+}
+
+function validate(
+  doc: Document,
+  config: Config,
+  file: string,
+  lineOf: (offset: number | undefined) => number | null,
+  errors: ConfigIssue[],
+): void {
+  const root = doc.contents;
+  if (root === null || root === undefined) return; // empty file: defaults
+  if (!isMap(root)) {
+    errors.push({ key: '', message: 'expected a mapping at the top level', file, line: lineOf(root.range?.[0]) });
+    return;
+  }
+  for (const pair of root.items) {
+    const section = String((pair.key as { value?: unknown })?.value ?? pair.key);
+    const keyLine = lineOf((pair.key as { range?: [number] })?.range?.[0]);
+    const setters = SCHEMA[section];
+    if (!setters) {
+      errors.push({ key: section, message: `unknown section (known: ${Object.keys(SCHEMA).join(', ')})`, file, line: keyLine });
+      continue;
+    }
+    const value = pair.value;
+    if (value === null || value === undefined) continue;
+    if (!isMap(value)) {
+      errors.push({ key: section, message: 'expected a mapping of options', file, line: keyLine });
+      continue;
+    }
+    for (const item of value.items) {
+      const key = String((item.key as { value?: unknown })?.value ?? item.key);
+      const line = lineOf((item.value as { range?: [number] } | null)?.range?.[0] ?? (item.key as { range?: [number] })?.range?.[0]);
+      const setter = setters[key];
+      const full = `${section}.${key}`;
+      if (!setter) {
+        errors.push({ key: full, message: `unknown option (known: ${Object.keys(setters).map((k) => `${section}.${k}`).join(', ')})`, file, line });
+        continue;
+      }
+      const raw = (item.value as { toJSON?: () => unknown } | null)?.toJSON?.() ?? null;
+      const complaint = setter(config, raw);
+      if (complaint) errors.push({ key: full, message: complaint, file, line });
+    }
+  }
+}
+
+/** "CONFIG_INVALID: core.maxSize: expected a size ..., got "lots" (/etc/flightbox/flightbox.yaml:4)" */
+export function formatConfigIssue(issue: ConfigIssue): string {
+  const where = issue.file ? ` (${issue.file}${issue.line ? `:${issue.line}` : ''})` : '';
+  return `${issue.key ? `${issue.key}: ` : ''}${issue.message}${where}`;
+}
+
+/** The defaults as a YAML document, commented, for `flightbox config --defaults`. */
+export function defaultsYaml(): string {
+  const d = defaultConfig();
+  return [
+    '# flightbox configuration: every option with its default.',
+    'store:',
+    `  root: ${d.store.root}            # bundles, index and logs; must be owned by root, mode 0700`,
+    `  busyTimeout: ${d.store.busyTimeoutMs / 1000}s                 # how long a writer waits for the SQLite lock`,
+    'core:',
+    `  maxSize: 2GiB                  # cores are cut at this size (marked truncated)`,
+    `  compress: ${d.core.compress}                 # zstd, gzip or none (zstd falls back to gzip when the zstd program is missing)`,
+    `  level: ${d.core.level}                       # compression level`,
+    `  honourRlimit: ${d.core.honourRlimit}             # respect the crashed process's RLIMIT_CORE (ulimit -c), as a file core would`,
+    'capture:',
+    `  environ: ${d.capture.environ}                  # keep /proc/PID/environ in the bundle (root-only file)`,
+    'backtrace:',
+    `  tool: ${d.backtrace.tool}                     # auto (eu-stack, then gdb), eu-stack, gdb or none`,
+    `  timeout: ${d.backtrace.timeoutMs / 1000}s                   # the stack-trace tool is killed after this`,
+    'install:',
+    '  launcher: null                 # path of the core_pattern launcher; null = <store.root>/core-handler',
+    `  sysctlDropIn: ${d.install.sysctlDropIn}   # null = do not persist across reboots`,
+    '',
+  ].join('\n');
+}

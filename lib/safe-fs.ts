@@ -1,0 +1,111 @@
+// Safe file creation for a root process working next to hostile data: directories we
+// create are checked for owner and mode, every file is created with O_EXCL|O_NOFOLLOW so
+// a planted symlink, hardlink target or FIFO makes the write fail instead of redirecting it.
+import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { FlightboxError, errnoCode } from './errors.js';
+
+// libuv adds O_CLOEXEC to every open.
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY, O_APPEND } = constants;
+export const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+
+/** A file name of our own making: no separators, no dot-names. Hostile strings never get here. */
+export function assertPlainName(name: string): void {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw new FlightboxError('INTERNAL', `refusing unsafe file name ${JSON.stringify(name)}`);
+  }
+}
+
+/**
+ * Create `path` as a directory (mode `mode`) if missing, then verify that it is a real
+ * directory (not a symlink) owned by the current user and not writable by anyone else.
+ */
+export function ensureSecureDir(path: string, mode = 0o700): void {
+  try {
+    mkdirSync(path, { mode });
+  } catch (err) {
+    if (errnoCode(err) !== 'EEXIST') throw err;
+  }
+  checkSecureDir(path);
+}
+
+/** A readers' check accepts directories owned by root as well as by the current user. */
+export function checkSecureDir(path: string, opts: { allowRootOwner?: boolean } = {}): void {
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) throw new FlightboxError('STORE_UNSAFE', `${path} is a symbolic link; refusing to use it`);
+  if (!st.isDirectory()) throw new FlightboxError('STORE_UNSAFE', `${path} is not a directory; refusing to use it`);
+  const uid = process.getuid?.() ?? 0;
+  if (st.uid !== uid && !(opts.allowRootOwner && st.uid === 0)) {
+    throw new FlightboxError('STORE_UNSAFE', `${path} is owned by uid ${st.uid}, not ${uid}; refusing to use it`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new FlightboxError('STORE_UNSAFE', `${path} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); refusing to use it`);
+  }
+}
+
+/** Open a new file for writing inside `dir`; fails if anything already exists at that name. */
+export function createExclusive(dir: string, name: string, mode = 0o600, opts: { readable?: boolean } = {}): number {
+  assertPlainName(name);
+  const flags = opts.readable ? (CREATE_FLAGS & ~O_WRONLY) | constants.O_RDWR : CREATE_FLAGS;
+  return openSync(join(dir, name), flags, mode);
+}
+
+/** Write a whole new file with O_EXCL|O_NOFOLLOW and fsync it. */
+export function writeFileExclusive(dir: string, name: string, data: string | Uint8Array, mode = 0o600): number {
+  const fd = createExclusive(dir, name, mode);
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    fsyncSync(fd);
+    return buf.length;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, O_RDONLY | O_DIRECTORY);
+    fsyncSync(fd);
+  } catch {
+    // fsync of a directory is best effort (some filesystems refuse it).
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+export function baseNameOf(path: string): string {
+  return basename(path);
+}
+
+/** Append to a file, creating it (0600) if missing; a symlink at the name makes it fail. */
+export function appendNoFollow(path: string, data: string, mode = 0o600): void {
+  const fd = openSync(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, mode);
+  try {
+    const buf = Buffer.from(data);
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Create (or keep) an empty marker file without following a symlink. */
+export function touchNoFollow(path: string, mode = 0o600): void {
+  closeSync(openSync(path, O_WRONLY | O_CREAT | O_NOFOLLOW, mode));
+}
+
+/** Read at most `max` bytes of a small file without following a symlink. */
+export function readSmallNoFollow(path: string, max = 65536): string {
+  const fd = openSync(path, O_RDONLY | O_NOFOLLOW);
+  try {
+    const buf = Buffer.allocUnsafe(max);
+    let n = 0;
+    for (let r = 1; r > 0 && n < max; n += r) r = readSync(fd, buf, n, max - n, null);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,70 @@
+// Core compression and decompression. zstd through the native program (our process only
+// passes file descriptors it opened itself, so the program never opens a path), gzip
+// through zlib when zstd is missing. Runs after the crashed process was released.
+import { spawn } from 'node:child_process';
+import { closeSync, constants, createReadStream, createWriteStream, openSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import type { CompressMethod } from '../lib/config.js';
+import { FlightboxError } from '../lib/errors.js';
+import { findProgram } from '../lib/programs.js';
+
+export const CORE_FILE_NAMES = { zstd: 'core.zst', gzip: 'core.gz', none: 'core' } as const;
+
+export function compressionOf(file: string): CompressMethod {
+  return file.endsWith('.zst') ? 'zstd' : file.endsWith('.gz') ? 'gzip' : 'none';
+}
+
+function runWithFds(program: string, args: string[], inFd: number, outFd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: [inFd, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
+    let err = '';
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => { if (err.length < 4096) err += d; });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${program} ${signal ? `killed by ${signal}` : `exited ${code}`}: ${err.trim().split('\n')[0] ?? ''}`));
+    });
+  });
+}
+
+/** Compress `inFd`'s content (from its current offset) into `outFd`. Returns the method used. */
+export async function compressFd(inFd: number, outFd: number, method: CompressMethod, level: number): Promise<CompressMethod> {
+  if (method === 'zstd') {
+    const zstd = findProgram('zstd');
+    if (zstd) {
+      // -T0: all cores; this runs after the crashed process has been released.
+      await runWithFds(zstd, ['-q', `-${level}`, '-T0', '-c'], inFd, outFd);
+      return 'zstd';
+    }
+    method = 'gzip';
+  }
+  if (method === 'gzip') {
+    await pipeline(
+      createReadStream('', { fd: inFd, autoClose: false, highWaterMark: 1 << 20 }),
+      createGzip({ level: Math.min(level, 9) }),
+      createWriteStream('', { fd: outFd, autoClose: false, highWaterMark: 1 << 20 }),
+    );
+    return 'gzip';
+  }
+  throw new FlightboxError('INTERNAL', 'compressFd called with method none');
+}
+
+/** Decompress a stored core file into `outFd` (a file or a pipe). */
+export async function decompressTo(corePath: string, outFd: number): Promise<void> {
+  const inFd = openSync(corePath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const method = compressionOf(corePath);
+    if (method === 'zstd') {
+      const zstd = findProgram('zstd');
+      if (!zstd) throw new FlightboxError('TOOL_MISSING', `${corePath} is zstd-compressed and the zstd program is not installed (apt-get install zstd)`);
+      await runWithFds(zstd, ['-q', '-d', '-c'], inFd, outFd);
+    } else {
+      const src = createReadStream('', { fd: inFd, autoClose: false, highWaterMark: 1 << 20 });
+      const dst = createWriteStream('', { fd: outFd, autoClose: false, highWaterMark: 1 << 20 });
+      await (method === 'gzip' ? pipeline(src, createGunzip(), dst) : pipeline(src, dst));
+    }
+  } finally {
+    closeSync(inFd);
+  }
+}

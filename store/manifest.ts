@@ -1,0 +1,140 @@
+// manifest.json: what happened and what the bundle holds. Written last, before the bundle
+// is published; every other file is listed with its size and sha256 so that a copy
+// (an archive, a mail attachment) can be verified.
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { FlightboxError, messageOf } from '../lib/errors.js';
+
+export const MANIFEST_NAME = 'manifest.json';
+export const MANIFEST_VERSION = 1;
+export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
+
+export interface FileEntry {
+  path: string;
+  size: number;
+  sha256: string;
+  mode: string;
+}
+
+export interface CrashProcess {
+  pid: number;
+  pidInNamespace: number | null;
+  tid: number | null;
+  tidInNamespace: number | null;
+  ppid: number | null;
+  uid: number;
+  gid: number;
+  signal: number;
+  signalName: string;
+  comm: string | null;
+  exe: string | null;
+  cmdline: string[] | null;
+  cwd: string | null;
+  root: string | null;
+  cgroup: string | null;
+  unit: string | null;
+  namespaces: Record<string, string>;
+  inContainer: boolean | null;
+  hostnameInNamespace: string | null;
+  dumpable: number | null;
+  rlimitCore: number | null;
+  threads: number | null;
+  fdCount: number | null;
+  startTimeTicks: number | null;
+  procVerified: boolean;
+}
+
+export interface CoreInfo {
+  stored: boolean;
+  file: string | null;
+  compression: 'zstd' | 'gzip' | 'none' | null;
+  /** uncompressed bytes stored (after any truncation) */
+  size: number;
+  storedSize: number;
+  truncated: boolean;
+  /** why the core is missing or cut: "rlimit", "maxSize", "empty", "write-error", ... */
+  reason: string | null;
+  limitBytes: number | null;
+  sparseBytes: number;
+  elf: boolean;
+}
+
+export interface Manifest {
+  version: number;
+  id: string;
+  kind: 'crash' | 'snapshot';
+  time: string;
+  timeMs: number;
+  capturedAt: string;
+  host: { hostname: string; bootId: string | null; kernel: string; machineId: string | null };
+  process: CrashProcess | null;
+  core: CoreInfo | null;
+  backtrace: {
+    tool: string | null;
+    file: string | null;
+    crashingTid: number | null;
+    frames: { fn: string | null; module: string | null; addr: string | null; source: string | null }[];
+    threads: number;
+  } | null;
+  signature: { text: string; hash: string } | null;
+  modules: { name: string; buildId: string | null; file: string | null }[];
+  rule: string | null;
+  warnings: string[];
+  timings: Record<string, number>;
+  files: FileEntry[];
+  handler: { version: string; pid: number };
+}
+
+export function sha256File(path: string): string {
+  const h = createHash('sha256');
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/** Every regular file under `dir` (recursively), except the manifest, with size and sha256. */
+export function listBundleFiles(dir: string, prefix = ''): FileEntry[] {
+  const out: FileEntry[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const rel = prefix ? `${prefix}/${name}` : name;
+    if (rel === MANIFEST_NAME) continue;
+    const full = join(dir, name);
+    const st = lstatSync(full);
+    if (st.isDirectory()) out.push(...listBundleFiles(full, rel));
+    else if (st.isFile()) out.push({ path: rel, size: st.size, sha256: sha256File(full), mode: (st.mode & 0o777).toString(8) });
+  }
+  return out;
+}
+
+export function readManifest(bundleDir: string): Manifest {
+  const path = join(bundleDir, MANIFEST_NAME);
+  let text: string;
+  try {
+    const st = lstatSync(path);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > MAX_MANIFEST_BYTES) throw new Error(`too large (${st.size} bytes)`);
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new FlightboxError('STORE_CORRUPT', `cannot read ${path}: ${messageOf(err)}`);
+  }
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch (err) {
+    throw new FlightboxError('STORE_CORRUPT', `${path} is not valid JSON: ${messageOf(err)}`);
+  }
+  if (typeof m !== 'object' || m === null || (m as Manifest).version !== MANIFEST_VERSION || typeof (m as Manifest).id !== 'string') {
+    throw new FlightboxError('STORE_CORRUPT', `${path} is not a flightbox manifest (version ${MANIFEST_VERSION})`);
+  }
+  return m as Manifest;
+}

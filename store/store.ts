@@ -1,0 +1,242 @@
+// The store on disk: bundles published atomically from a staging area, the SQLite index,
+// a spool of published-but-not-yet-indexed bundles, and the log. The only writer under
+// the store root. Refuses a root that others could write to.
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
+import { checkSecureDir, ensureSecureDir, fsyncDir, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
+import { bundleDay, isBundleId } from './bundle-id.js';
+import { INDEX_FILE, IndexDb, rowFromManifest } from './index-db.js';
+import { readManifest, type Manifest } from './manifest.js';
+
+export const STAGING_DIR = 'staging';
+export const BUNDLES_DIR = 'bundles';
+export const SPOOL_DIR = 'spool';
+export const LOG_FILE = 'flightbox.log';
+/** A staging directory whose handler is gone and that is older than this is debris. */
+export const STAGING_STALE_MS = 10 * 60 * 1000;
+
+export interface StoreOptions {
+  /** Create the root and its folders if missing (writers); readers only check. */
+  create: boolean;
+  busyTimeoutMs: number;
+}
+
+export class Store {
+  readonly root: string;
+  readonly #busyTimeoutMs: number;
+  #index: IndexDb | null = null;
+
+  constructor(root: string, opts: StoreOptions) {
+    this.root = root;
+    this.#busyTimeoutMs = opts.busyTimeoutMs;
+    if (opts.create) {
+      mkdirSync(join(root, '..'), { recursive: true, mode: 0o755 });
+      ensureSecureDir(root, 0o700);
+      for (const d of [STAGING_DIR, BUNDLES_DIR, SPOOL_DIR]) ensureSecureDir(join(root, d), 0o700);
+    } else {
+      if (!existsSync(root)) throw new FlightboxError('NOT_FOUND', `the store ${root} does not exist yet (no crash has been recorded, or store.root points elsewhere)`);
+      checkSecureDir(root, { allowRootOwner: true });
+    }
+  }
+
+  get logFile(): string {
+    return join(this.root, LOG_FILE);
+  }
+
+  index(opts: { readonly?: boolean } = {}): IndexDb {
+    if (!this.#index) {
+      this.#index = new IndexDb(join(this.root, INDEX_FILE), { busyTimeoutMs: this.#busyTimeoutMs, readonly: opts.readonly });
+    }
+    return this.#index;
+  }
+
+  close(): void {
+    this.#index?.close();
+    this.#index = null;
+  }
+
+  /** A fresh staging directory for one bundle (fails if the name exists: never reuse). */
+  createStaging(id: string): string {
+    if (!isBundleId(id)) throw new FlightboxError('INTERNAL', `bad bundle id ${JSON.stringify(id)}`);
+    const dir = join(this.root, STAGING_DIR, id);
+    mkdirSync(dir, { mode: 0o700 });
+    checkSecureDir(dir);
+    // Who is working on it, so a sweep can tell debris from work in progress.
+    writeFileExclusive(dir, '.owner', `${process.pid}\n`, 0o600);
+    return dir;
+  }
+
+  /** Atomically move a finished staging directory into bundles/<day>/<id>. */
+  publish(id: string, stagingDir: string): string {
+    const dayDir = join(this.root, BUNDLES_DIR, bundleDay(id));
+    ensureSecureDir(dayDir, 0o700);
+    try {
+      unlinkSync(join(stagingDir, '.owner'));
+    } catch {
+      // already gone
+    }
+    fsyncDir(stagingDir);
+    const dest = join(dayDir, id);
+    renameSync(stagingDir, dest);
+    fsyncDir(dayDir);
+    fsyncDir(join(this.root, STAGING_DIR));
+    return dest;
+  }
+
+  bundleRel(id: string): string {
+    return `${BUNDLES_DIR}/${bundleDay(id)}/${id}`;
+  }
+
+  bundleDir(id: string): string {
+    return join(this.root, this.bundleRel(id));
+  }
+
+  /** Index a published bundle; on failure leave a spool marker so nothing is lost. */
+  indexBundle(manifest: Manifest): { indexed: boolean; error?: string } {
+    try {
+      this.index().insert(rowFromManifest(manifest, this.bundleRel(manifest.id), Date.now()));
+      return { indexed: true };
+    } catch (err) {
+      try {
+        touchNoFollow(join(this.root, SPOOL_DIR, manifest.id));
+      } catch {
+        // Even without the marker, `flightbox reindex` finds the bundle on disk.
+      }
+      return { indexed: false, error: messageOf(err) };
+    }
+  }
+
+  /** Index every spooled bundle. Returns how many were indexed. */
+  drainSpool(): number {
+    const dir = join(this.root, SPOOL_DIR);
+    let n = 0;
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return 0;
+    }
+    for (const id of names) {
+      if (!isBundleId(id)) continue;
+      try {
+        const m = readManifest(this.bundleDir(id));
+        this.index().upsert(rowFromManifest(m, this.bundleRel(id), Date.now()));
+        n++;
+      } catch (err) {
+        if (!(err instanceof FlightboxError && err.code === 'STORE_CORRUPT' && !existsSync(this.bundleDir(id)))) throw err;
+      }
+      unlinkSync(join(dir, id));
+    }
+    return n;
+  }
+
+  /** Every bundle directory on disk: [id, absolute path]. */
+  *bundles(): Generator<[string, string]> {
+    const base = join(this.root, BUNDLES_DIR);
+    let days: string[];
+    try {
+      days = readdirSync(base).sort();
+    } catch {
+      return;
+    }
+    for (const day of days) {
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) continue;
+      for (const id of readdirSync(join(base, day)).sort()) {
+        if (!isBundleId(id) || bundleDay(id) !== day) continue;
+        const p = join(base, day, id);
+        if (lstatSync(p).isDirectory()) yield [id, p];
+      }
+    }
+  }
+
+  /**
+   * Rebuild the index from the bundles on disk: add what is missing, refresh what is there,
+   * drop rows whose bundle is gone. Unreadable bundles are reported, not fatal.
+   */
+  reindex(): { indexed: number; removed: number; broken: { id: string; error: string }[] } {
+    const index = this.index();
+    const seen = new Set<string>();
+    const broken: { id: string; error: string }[] = [];
+    let indexed = 0;
+    const now = Date.now();
+    const batch: ReturnType<typeof rowFromManifest>[] = [];
+    const flush = () => {
+      index.db.transaction(() => { for (const r of batch) index.upsert(r); })();
+      indexed += batch.length;
+      batch.length = 0;
+    };
+    for (const [id, dir] of this.bundles()) {
+      try {
+        const m = readManifest(dir);
+        if (m.id !== id) throw new Error(`manifest id ${JSON.stringify(m.id)} does not match its directory`);
+        seen.add(id);
+        batch.push(rowFromManifest(m, this.bundleRel(id), now));
+        if (batch.length >= 1000) flush();
+      } catch (err) {
+        broken.push({ id, error: messageOf(err) });
+      }
+    }
+    flush();
+    const removed = index.deleteMissing(seen);
+    try {
+      for (const id of readdirSync(join(this.root, SPOOL_DIR))) unlinkSync(join(this.root, SPOOL_DIR, id));
+    } catch {
+      // no spool
+    }
+    return { indexed, removed, broken };
+  }
+
+  /**
+   * Staging directories left by handlers that died. Returns their ids; removes those older
+   * than `staleMs` whose owner process is gone. (A later stage recovers their contents.)
+   */
+  sweepStaging(staleMs = STAGING_STALE_MS, now = Date.now()): string[] {
+    const base = join(this.root, STAGING_DIR);
+    const removed: string[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(base);
+    } catch {
+      return removed;
+    }
+    for (const name of names) {
+      const dir = join(base, name);
+      try {
+        const st = lstatSync(dir);
+        if (now - st.mtimeMs < staleMs) continue;
+        const owner = readOwner(dir);
+        if (owner && processAlive(owner)) continue;
+        rmSync(dir, { recursive: true, force: true });
+        removed.push(name);
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      }
+    }
+    return removed;
+  }
+}
+
+/** The pid in a staging directory's .owner file, or null. The file is ours and tiny. */
+function readOwner(dir: string): number | null {
+  try {
+    const text = readSmallNoFollow(join(dir, '.owner'), 32);
+    const pid = Number(text.trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoCode(err) === 'EPERM';
+  }
+}
+
+export function storeFromConfig(cfg: { store: { root: string; busyTimeoutMs: number } }, create: boolean): Store {
+  return new Store(cfg.store.root, { create, busyTimeoutMs: cfg.store.busyTimeoutMs });
+}
