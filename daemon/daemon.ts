@@ -4,7 +4,10 @@
 import type { Config } from '../lib/config.js';
 import { createLogger } from '../lib/log.js';
 import { handlerStatus, installHandler, uninstallHandler } from '../handler/install.js';
+import { messageOf } from '../lib/errors.js';
 import { Store } from '../store/store.js';
+
+export const DAEMON_HOUSEKEEPING_INTERVAL_MS = 60_000;
 
 export interface DaemonOptions {
   config: Config;
@@ -39,7 +42,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     }
   }
   out(`flightbox is running; crashes are stored in ${cfg.store.root}. Stop with Ctrl-C.`);
+  // Periodic housekeeping; also what keeps the event loop (and so the service) alive.
+  const timer = setInterval(() => {
+    try {
+      const n = store.drainSpool();
+      const swept = store.sweepStaging();
+      if (n > 0 || swept.length > 0) log.info({ indexed: n, swept: swept.length }, 'Housekeeping');
+    } catch (err) {
+      log.warn({}, 'Housekeeping failed, will retry: %s', messageOf(err));
+    }
+  }, DAEMON_HOUSEKEEPING_INTERVAL_MS);
   const why = await opts.stop;
+  clearInterval(timer);
   if (installedHere) {
     const r = uninstallHandler(cfg);
     for (const w of r.warnings) out(w);

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the Debian packages flightbox and its tests use, when missing:
+#   gdb (stack traces, gcore, flightbox debug), elfutils (eu-stack: fast stack traces and
+#   build-ids), zstd (core compression), gcc + libc6-dev (test crashers), util-linux (dmesg).
+set -euo pipefail
+missing=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have gdb || missing+=(gdb)
+have eu-stack || missing+=(elfutils)
+have zstd || missing+=(zstd)
+have gcc || missing+=(gcc)
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+have dmesg || missing+=(util-linux)
+have useradd || missing+=(passwd)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all present"
+fi

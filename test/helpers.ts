@@ -1,0 +1,67 @@
+// Shared test helpers: temporary stores, the built CLI and handler, crasher programs.
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = join(ROOT, 'dist/cli/main.js');
+export const HANDLER = join(ROOT, 'dist/handler/main.js');
+export const FIXTURES = join(ROOT, 'test/fixtures');
+export const IS_ROOT = process.getuid?.() === 0;
+
+export interface TempStore {
+  dir: string;
+  root: string;
+  configPath: string;
+  cleanup(): void;
+}
+
+/** A temp dir with a config whose store.root is inside it. `extra` is appended YAML. */
+export function makeTempStore(extra = ''): TempStore {
+  const dir = mkdtempSync(join(tmpdir(), 'fbx-'));
+  const root = join(dir, 'store');
+  const configPath = join(dir, 'flightbox.yaml');
+  writeFileSync(configPath, `store:\n  root: ${root}\ninstall:\n  sysctlDropIn: ${join(dir, '60-flightbox.conf')}\n${extra}`);
+  return { dir, root, configPath, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], opts: SpawnSyncOptions = {}): RunResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000, ...opts });
+  return { code: r.status, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+}
+
+const BIN_DIR = join(ROOT, 'test/fixtures/bin');
+
+/** Compile test/fixtures/NAME.c with -g -O0 (once per run) and return the binary's path. */
+export function buildCrasher(name: string, extraFlags: string[] = []): string {
+  mkdirSync(BIN_DIR, { recursive: true });
+  const out = join(BIN_DIR, name);
+  const src = join(FIXTURES, `${name}.c`);
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
+    const r = spawnSync('gcc', ['-g', '-O0', '-o', out, src, ...extraFlags], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`gcc failed for ${name}: ${r.stderr}`);
+  }
+  return out;
+}
+
+export function readJson<T = unknown>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+export async function waitFor<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
