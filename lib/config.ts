@@ -3,7 +3,8 @@
 // an error is fatal (daemon, CLI) or a warning to record (the handler must still capture).
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Document } from 'yaml';
 import { errnoCode, messageOf } from './errors.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -141,6 +142,8 @@ export function loadConfig(path: string, opts: { explicit: boolean }): LoadedCon
     return { config, warnings, errors };
   }
   config.source = isAbsolute(path) ? path : `${process.cwd()}/${path}`;
+  // yaml is loaded only when there is a file to parse (the handler's start-up is on the crash path).
+  const { LineCounter, parseDocument, isMap } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const lineOf = (offset: number | undefined) => (offset === undefined ? null : lines.linePos(offset).line);
@@ -148,7 +151,7 @@ export function loadConfig(path: string, opts: { explicit: boolean }): LoadedCon
     errors.push({ key: '', message: e.message.split('\n')[0] ?? 'invalid YAML', file: path, line: lineOf(e.pos[0]) });
   }
   if (errors.length > 0) return { config, warnings, errors };
-  validate(doc, config, path, lineOf, errors);
+  validate(doc, config, path, lineOf, errors, isMap);
   return { config, warnings, errors };
 }
 
@@ -158,6 +161,7 @@ function validate(
   file: string,
   lineOf: (offset: number | undefined) => number | null,
   errors: ConfigIssue[],
+  isMap: typeof import('yaml').isMap,
 ): void {
   const root = doc.contents;
   if (root === null || root === undefined) return; // empty file: defaults

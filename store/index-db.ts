@@ -1,11 +1,20 @@
 // The SQLite index of events (better-sqlite3): WAL, busy timeout, numbered append-only
 // migrations, statements prepared once, synchronous transactions. One connection per
 // process. The bundles on disk are the truth; this is a rebuildable index of them.
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import type { Manifest } from './manifest.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 
 export const INDEX_FILE = 'index.sqlite';
+
+// Loaded on first use, not at import: the crash handler imports the store on its hold path
+// but opens the index only after the crashed process has been released.
+let DatabaseCtor: typeof Database | undefined;
+function database(): typeof Database {
+  DatabaseCtor ??= createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+  return DatabaseCtor;
+}
 
 /** Append-only: never edit a migration that has shipped, add a new one. */
 const MIGRATIONS: readonly string[] = [
@@ -178,7 +187,7 @@ export class IndexDb {
 
   constructor(path: string, opts: { busyTimeoutMs: number; readonly?: boolean }) {
     try {
-      this.db = new Database(path, { timeout: opts.busyTimeoutMs, readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+      this.db = new (database())(path, { timeout: opts.busyTimeoutMs, readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
       if (!opts.readonly) {
         this.db.pragma('journal_mode = WAL');
         this.db.pragma('synchronous = NORMAL');
