@@ -15,6 +15,18 @@ export const DEFAULT_CORE_MAX_BYTES = 2 * 1024 ** 3;
 export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 export const DEFAULT_BACKTRACE_TIMEOUT_MS = 60_000;
 export const DEFAULT_COMPRESS_LEVEL = 3;
+export const DEFAULT_FREEZE_TIMEOUT_MS = 500;
+export const DEFAULT_SNAPSHOT_DEADLINE_MS = 10_000;
+export const DEFAULT_METRICS_INTERVAL_MS = 1000;
+export const DEFAULT_METRICS_WINDOW_MS = 10 * 60 * 1000;
+export const DEFAULT_METRICS_TOP_PROCESSES = 5;
+export const DEFAULT_FTRACE_BUFFER_BYTES_PER_CPU = 4 * 1024 * 1024;
+export const DEFAULT_FTRACE_EVENTS: readonly string[] = [
+  'sched/sched_switch', 'sched/sched_process_fork', 'sched/sched_process_exec', 'sched/sched_process_exit',
+  'signal/signal_generate', 'raw_syscalls/sys_enter', 'raw_syscalls/sys_exit',
+];
+export const DEFAULT_LTTNG_SUBBUF_BYTES = 512 * 1024;
+export const DEFAULT_LTTNG_NUM_SUBBUF = 8;
 
 export type CompressMethod = 'zstd' | 'gzip' | 'none';
 export type BacktraceTool = 'auto' | 'eu-stack' | 'gdb' | 'none';
@@ -27,6 +39,27 @@ export interface Config {
   capture: { environ: boolean };
   backtrace: { tool: BacktraceTool; timeoutMs: number };
   install: { launcher: string | null; sysctlDropIn: string | null };
+  daemon: { socket: string | null; freezeTimeoutMs: number; snapshotDeadlineMs: number };
+  recorders: {
+    metrics: { enabled: boolean; intervalMs: number; windowMs: number; topProcesses: number };
+    ftrace: {
+      /** 'auto': on when running as root and tracefs is available */
+      enabled: boolean | 'auto';
+      bufferSizeBytes: number;
+      events: string[];
+      instance: string;
+      /** make the kernel stop the buffer at the fatal signal itself (an event trigger) */
+      freezeOnFatalSignal: boolean;
+    };
+    lttng: {
+      enabled: boolean;
+      kernel: string[];
+      userspace: string[];
+      subbufSizeBytes: number;
+      numSubbuf: number;
+      session: string;
+    };
+  };
 }
 
 export interface ConfigIssue {
@@ -50,10 +83,37 @@ export function defaultConfig(): Config {
     capture: { environ: true },
     backtrace: { tool: 'auto', timeoutMs: DEFAULT_BACKTRACE_TIMEOUT_MS },
     install: { launcher: null, sysctlDropIn: DEFAULT_SYSCTL_DROP_IN },
+    daemon: { socket: null, freezeTimeoutMs: DEFAULT_FREEZE_TIMEOUT_MS, snapshotDeadlineMs: DEFAULT_SNAPSHOT_DEADLINE_MS },
+    recorders: {
+      metrics: { enabled: true, intervalMs: DEFAULT_METRICS_INTERVAL_MS, windowMs: DEFAULT_METRICS_WINDOW_MS, topProcesses: DEFAULT_METRICS_TOP_PROCESSES },
+      ftrace: {
+        enabled: 'auto',
+        bufferSizeBytes: DEFAULT_FTRACE_BUFFER_BYTES_PER_CPU,
+        events: [...DEFAULT_FTRACE_EVENTS],
+        instance: 'flightbox',
+        freezeOnFatalSignal: true,
+      },
+      lttng: {
+        enabled: false,
+        kernel: ['sched_switch', 'syscalls'],
+        userspace: ['*'],
+        subbufSizeBytes: DEFAULT_LTTNG_SUBBUF_BYTES,
+        numSubbuf: DEFAULT_LTTNG_NUM_SUBBUF,
+        session: 'flightbox',
+      },
+    },
   };
 }
 
+/** The daemon's control socket: configured, or inside the root-only store. */
+export function socketPath(c: Config): string {
+  return c.daemon.socket ?? `${c.store.root}/daemon.sock`;
+}
+
 type Setter = (c: Config, v: unknown) => string | undefined; // returns the complaint, if any
+interface Schema {
+  [key: string]: Setter | Schema;
+}
 
 const absPath = (set: (c: Config, v: string) => void): Setter => (c, v) => {
   if (typeof v !== 'string' || !isAbsolute(v)) return `expected an absolute path, got ${show(v)}`;
@@ -89,8 +149,24 @@ const intIn = (lo: number, hi: number, set: (c: Config, v: number) => void): Set
   set(c, v);
 };
 
+const stringList = (re: RegExp, item: string, set: (c: Config, v: string[]) => void): Setter => (c, v) => {
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) return `expected a list of ${item} names, got ${show(v)}`;
+  const bad = (v as string[]).find((x) => !re.test(x));
+  if (bad !== undefined) return `${show(bad)} is not a valid ${item} name`;
+  set(c, [...(v as string[])]);
+};
+const enabledAuto = (set: (c: Config, v: boolean | 'auto') => void): Setter => (c, v) => {
+  if (typeof v !== 'boolean' && v !== 'auto') return `expected true, false or auto, got ${show(v)}`;
+  set(c, v);
+};
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+const name = (set: (c: Config, v: string) => void): Setter => (c, v) => {
+  if (typeof v !== 'string' || !NAME_RE.test(v)) return `expected a name of letters, digits, '_', '.', '-', got ${show(v)}`;
+  set(c, v);
+};
+
 /** Every key the file may set, with its validator. Keys not listed here are errors (typos). */
-const SCHEMA: Record<string, Record<string, Setter>> = {
+const SCHEMA: Schema = {
   store: {
     root: absPath((c, v) => { c.store.root = v; }),
     busyTimeout: duration((c, v) => { c.store.busyTimeoutMs = v; }),
@@ -111,6 +187,34 @@ const SCHEMA: Record<string, Record<string, Setter>> = {
   install: {
     launcher: nullableAbsPath((c, v) => { c.install.launcher = v; }),
     sysctlDropIn: nullableAbsPath((c, v) => { c.install.sysctlDropIn = v; }),
+  },
+  daemon: {
+    socket: nullableAbsPath((c, v) => { c.daemon.socket = v; }),
+    freezeTimeout: duration((c, v) => { c.daemon.freezeTimeoutMs = v; }),
+    snapshotDeadline: duration((c, v) => { c.daemon.snapshotDeadlineMs = v; }),
+  },
+  recorders: {
+    metrics: {
+      enabled: bool((c, v) => { c.recorders.metrics.enabled = v; }),
+      interval: duration((c, v) => { c.recorders.metrics.intervalMs = v; }),
+      window: duration((c, v) => { c.recorders.metrics.windowMs = v; }),
+      topProcesses: intIn(0, 100, (c, v) => { c.recorders.metrics.topProcesses = v; }),
+    },
+    ftrace: {
+      enabled: enabledAuto((c, v) => { c.recorders.ftrace.enabled = v; }),
+      bufferSize: size((c, v) => { c.recorders.ftrace.bufferSizeBytes = v; }),
+      events: stringList(/^[a-z0-9_]+(\/[a-z0-9_]+)?$/, 'tracefs event (system/event or system)', (c, v) => { c.recorders.ftrace.events = v; }),
+      instance: name((c, v) => { c.recorders.ftrace.instance = v; }),
+      freezeOnFatalSignal: bool((c, v) => { c.recorders.ftrace.freezeOnFatalSignal = v; }),
+    },
+    lttng: {
+      enabled: bool((c, v) => { c.recorders.lttng.enabled = v; }),
+      kernel: stringList(/^[A-Za-z0-9_*]+$/, 'kernel event', (c, v) => { c.recorders.lttng.kernel = v; }),
+      userspace: stringList(/^[A-Za-z0-9_:*.-]+$/, 'user-space event', (c, v) => { c.recorders.lttng.userspace = v; }),
+      subbufSize: size((c, v) => { c.recorders.lttng.subbufSizeBytes = v; }),
+      numSubbuf: intIn(2, 1024, (c, v) => { c.recorders.lttng.numSubbuf = v; }),
+      session: name((c, v) => { c.recorders.lttng.session = v; }),
+    },
   },
 };
 
@@ -169,32 +273,32 @@ function validate(
     errors.push({ key: '', message: 'expected a mapping at the top level', file, line: lineOf(root.range?.[0]) });
     return;
   }
-  for (const pair of root.items) {
-    const section = String((pair.key as { value?: unknown })?.value ?? pair.key);
-    const keyLine = lineOf((pair.key as { range?: [number] })?.range?.[0]);
-    const setters = SCHEMA[section];
-    if (!setters) {
-      errors.push({ key: section, message: `unknown section (known: ${Object.keys(SCHEMA).join(', ')})`, file, line: keyLine });
-      continue;
-    }
-    const value = pair.value;
-    if (value === null || value === undefined) continue;
-    if (!isMap(value)) {
-      errors.push({ key: section, message: 'expected a mapping of options', file, line: keyLine });
-      continue;
-    }
-    for (const item of value.items) {
-      const key = String((item.key as { value?: unknown })?.value ?? item.key);
-      const line = lineOf((item.value as { range?: [number] } | null)?.range?.[0] ?? (item.key as { range?: [number] })?.range?.[0]);
-      const setter = setters[key];
-      const full = `${section}.${key}`;
-      if (!setter) {
-        errors.push({ key: full, message: `unknown option (known: ${Object.keys(setters).map((k) => `${section}.${k}`).join(', ')})`, file, line });
+  walk(root, SCHEMA, '');
+
+  function walk(map: { items: { key: unknown; value: unknown }[] }, schema: Schema, prefix: string): void {
+    for (const pair of map.items) {
+      const key = String((pair.key as { value?: unknown })?.value ?? pair.key);
+      const full = prefix ? `${prefix}.${key}` : key;
+      const keyLine = lineOf((pair.key as { range?: [number] })?.range?.[0]);
+      const entry = schema[key];
+      if (entry === undefined) {
+        const known = Object.keys(schema).map((k) => (prefix ? `${prefix}.${k}` : k)).join(', ');
+        errors.push({ key: full, message: `${prefix ? 'unknown option' : 'unknown section'} (known: ${known})`, file, line: keyLine });
         continue;
       }
-      const raw = (item.value as { toJSON?: () => unknown } | null)?.toJSON?.() ?? null;
-      const complaint = setter(config, raw);
-      if (complaint) errors.push({ key: full, message: complaint, file, line });
+      const value = pair.value as { range?: [number]; toJSON?: () => unknown } | null;
+      if (typeof entry === 'function') {
+        const raw = value?.toJSON?.() ?? null;
+        const complaint = entry(config, raw);
+        if (complaint) errors.push({ key: full, message: complaint, file, line: lineOf(value?.range?.[0]) ?? keyLine });
+        continue;
+      }
+      if (value === null || value === undefined || (value as { value?: unknown }).value === null) continue; // "section:" alone: defaults
+      if (!isMap(value)) {
+        errors.push({ key: full, message: 'expected a mapping of options', file, line: keyLine });
+        continue;
+      }
+      walk(value, entry, full);
     }
   }
 }
@@ -226,6 +330,29 @@ export function defaultsYaml(): string {
     'install:',
     '  launcher: null                 # path of the core_pattern launcher; null = <store.root>/core-handler',
     `  sysctlDropIn: ${d.install.sysctlDropIn}   # null = do not persist across reboots`,
+    'daemon:',
+    '  socket: null                   # control socket; null = <store.root>/daemon.sock (root-only)',
+    `  freezeTimeout: ${d.daemon.freezeTimeoutMs}ms             # how long the crash handler waits for the daemon to freeze the recorders`,
+    `  snapshotDeadline: ${d.daemon.snapshotDeadlineMs / 1000}s           # a recorder snapshot that takes longer is abandoned (warning)`,
+    'recorders:',
+    '  metrics:                       # built in, no privileges: /proc sampled into a ring',
+    `    enabled: ${d.recorders.metrics.enabled}`,
+    `    interval: ${d.recorders.metrics.intervalMs / 1000}s`,
+    `    window: ${d.recorders.metrics.windowMs / 60000}m                   # the ring holds window / interval samples`,
+    `    topProcesses: ${d.recorders.metrics.topProcesses}                # top processes by CPU and by RSS in each sample`,
+    '  ftrace:                        # kernel events through a tracefs instance of our own',
+    `    enabled: ${d.recorders.ftrace.enabled}                  # auto: on when root and tracefs is available`,
+    `    bufferSize: ${d.recorders.ftrace.bufferSizeBytes / 1024 / 1024}MiB               # per CPU`,
+    `    events: [${d.recorders.ftrace.events.join(', ')}]`,
+    `    instance: ${d.recorders.ftrace.instance}`,
+    `    freezeOnFatalSignal: ${d.recorders.ftrace.freezeOnFatalSignal}     # the kernel stops the buffer at a fatal signal (traceoff trigger)`,
+    '  lttng:                         # LTTng in snapshot mode (lttng-tools)',
+    `    enabled: ${d.recorders.lttng.enabled}`,
+    `    kernel: [${d.recorders.lttng.kernel.join(', ')}]      # needs lttng-modules; skipped with one warning where missing`,
+    `    userspace: ['*']`,
+    `    subbufSize: ${d.recorders.lttng.subbufSizeBytes / 1024}KiB`,
+    `    numSubbuf: ${d.recorders.lttng.numSubbuf}`,
+    `    session: ${d.recorders.lttng.session}`,
     '',
   ].join('\n');
 }

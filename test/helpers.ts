@@ -18,12 +18,15 @@ export interface TempStore {
   cleanup(): void;
 }
 
-/** A temp dir with a config whose store.root is inside it. `extra` is appended YAML. */
-export function makeTempStore(extra = ''): TempStore {
+/**
+ * A temp dir with a config whose store.root is inside it. `extra` is appended YAML (new
+ * sections); `storeExtra` adds lines under `store:` (e.g. '  busyTimeout: 300ms\n').
+ */
+export function makeTempStore(extra = '', storeExtra = ''): TempStore {
   const dir = mkdtempSync(join(tmpdir(), 'fbx-'));
   const root = join(dir, 'store');
   const configPath = join(dir, 'flightbox.yaml');
-  writeFileSync(configPath, `store:\n  root: ${root}\ninstall:\n  sysctlDropIn: ${join(dir, '60-flightbox.conf')}\n${extra}`);
+  writeFileSync(configPath, `store:\n  root: ${root}\n${storeExtra}install:\n  sysctlDropIn: ${join(dir, '60-flightbox.conf')}\n${extra}`);
   return { dir, root, configPath, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

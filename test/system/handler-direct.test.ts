@@ -126,15 +126,18 @@ function runHandler(configPath: string, args: string[], stdinFile: string | null
   }
 }
 
-/** The handler with pipes on all three fds; `input` is written to its stdin. */
-function runHandlerPiped(configPath: string, args: string[], input: Buffer): Promise<HandlerRun> {
-  const child = spawn(process.execPath, [HANDLER, '--config', configPath, '--', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * The handler with a real pipe (a FIFO, as the kernel gives it, not a socketpair) on stdin,
+ * fed by cat, and pipes on stdout and stderr to see whether it writes anything.
+ */
+function runHandlerPiped(configPath: string, args: string[], corePath: string): Promise<HandlerRun> {
+  const child = spawn('/bin/sh', ['-c', 'f=$1; shift; cat -- "$f" | "$@"', 'sh', corePath, process.execPath, HANDLER, '--config', configPath, '--', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  child.stdin!.on('error', () => {}); // EPIPE if it stops reading early
-  child.stdin!.end(input);
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
@@ -370,7 +373,7 @@ describe('handler on a real core of a running process', () => {
   test('exits 0 and writes nothing to stdout or stderr (core through a pipe)', async () => {
     const s = newStore();
     const p = await startProcess(waiter, [], 'fbxwaiter');
-    const r = await runHandlerPiped(s.configPath, kernelArgs({ pid: p.pid }), waiterCore);
+    const r = await runHandlerPiped(s.configPath, kernelArgs({ pid: p.pid }), waiterCorePath);
     stopProcess(p);
     expect(r).toEqual({ code: 0, signal: null, stdout: '', stderr: '' });
     const { dir, m } = onlyBundle(s);
@@ -402,9 +405,10 @@ describe('truncated and missing cores', () => {
   test('RLIMIT_CORE (%c) smaller than the core: truncated, reason rlimit', async () => {
     const s = newStore();
     const p = await startProcess(waiter, [], 'fbxwaiter');
-    const r = await runHandler(s.configPath, kernelArgs({ pid: p.pid, rlimit: '100000' }), waiterCorePath);
+    // Through a real pipe: the handler stops reading at the limit, as with the kernel.
+    const r = await runHandlerPiped(s.configPath, kernelArgs({ pid: p.pid, rlimit: '100000' }), waiterCorePath);
     stopProcess(p);
-    expect(r.code).toBe(0);
+    expect(r).toEqual({ code: 0, signal: null, stdout: '', stderr: '' });
     const { dir, m, row } = onlyBundle(s);
     expect(m.core).toMatchObject({ stored: true, truncated: true, reason: 'rlimit', size: 100000, limitBytes: 100000 });
     expect(m.process.rlimitCore).toBe(100000);
@@ -429,9 +433,10 @@ describe('truncated and missing cores', () => {
   test('%c = 0: no core stored, metadata still captured and indexed', async () => {
     const s = newStore();
     const p = await startProcess(waiter, ['fbx-nocore'], 'fbx-nocore');
-    const r = await runHandler(s.configPath, kernelArgs({ pid: p.pid, rlimit: '0', signal: 6 }), waiterCorePath);
+    // Through a real pipe that the handler never reads: it must not wait for it.
+    const r = await runHandlerPiped(s.configPath, kernelArgs({ pid: p.pid, rlimit: '0', signal: 6 }), waiterCorePath);
     stopProcess(p);
-    expect(r.code).toBe(0);
+    expect(r).toEqual({ code: 0, signal: null, stdout: '', stderr: '' });
     const { dir, m, row } = onlyBundle(s);
     expect(m.core).toMatchObject({ stored: false, file: null, reason: 'rlimit', size: 0 });
     expect(readdirSync(dir).filter((n) => n.startsWith('core'))).toEqual([]);
@@ -461,9 +466,9 @@ describe('odd input on stdin', () => {
   test('empty stdin: a bundle with an "empty" warning, no core file, still indexed', async () => {
     const s = newStore();
     const p = await startProcess(waiter, [], 'fbxwaiter');
-    const r = await runHandler(s.configPath, kernelArgs({ pid: p.pid }), null);
+    const r = await runHandlerPiped(s.configPath, kernelArgs({ pid: p.pid }), '/dev/null');
     stopProcess(p);
-    expect(r.code).toBe(0);
+    expect(r).toEqual({ code: 0, signal: null, stdout: '', stderr: '' });
     const { dir, m, row } = onlyBundle(s);
     expect(m.core).toMatchObject({ stored: false, file: null, size: 0, reason: 'empty', elf: false });
     expect(m.warnings.some((w) => /empty/.test(w))).toBe(true);
@@ -560,9 +565,9 @@ describe('awkward processes and configs', () => {
     const s = newStore('core:\n  compress: rar\n  level: 5\n');
     expect(readFileSync(s.configPath, 'utf8').split('\n')[5]).toBe('  compress: rar');
     const p = await startProcess(waiter, [], 'fbxwaiter');
-    const r = await runHandler(s.configPath, kernelArgs({ pid: p.pid }), waiterCorePath);
+    const r = await runHandlerPiped(s.configPath, kernelArgs({ pid: p.pid }), waiterCorePath);
     stopProcess(p);
-    expect(r.code).toBe(0);
+    expect(r).toEqual({ code: 0, signal: null, stdout: '', stderr: '' });
     expect(existsSync(s.root)).toBe(true);
     // The CLI (rightly) refuses the broken file: read the store through a valid one.
     const good = join(s.dir, 'good.yaml');

@@ -114,10 +114,18 @@ describe('loadConfig: valid files', () => {
     });
   });
 
+  // validate() means to skip a section with no value (`if (value === null ...) continue`),
+  // but the yaml library hands it a Scalar node holding null, not null itself.
   it('an empty section is allowed and keeps defaults', () => {
     const r = load('store:\ncore:\n  level: 5\n');
     expect(r.errors).toEqual([]);
     expect(r.config.store).toEqual(defaultConfig().store);
+    expect(r.config.core.level).toBe(5);
+  });
+
+  it('a section whose options are all commented out is allowed', () => {
+    const r = load('store:\n  # root: /srv/flightbox\n  # busyTimeout: 10s\ncore:\n  level: 5\n');
+    expect(r.errors).toEqual([]);
     expect(r.config.core.level).toBe(5);
   });
 
