@@ -100,18 +100,58 @@ describe('loadConfig: valid files', () => {
         'install:',
         '  launcher: /usr/local/lib/flightbox/core-handler',
         '  sysctlDropIn: null',
+        'daemon:',
+        '  socket: /run/flightbox.sock',
+        '  freezeTimeout: 250ms',
+        '  snapshotDeadline: 5s',
+        'recorders:',
+        '  metrics:',
+        '    enabled: false',
+        '    interval: 2s',
+        '    window: 5m',
+        '    topProcesses: 10',
+        '  ftrace:',
+        '    enabled: true',
+        '    bufferSize: 8MiB',
+        '    events: [sched/sched_switch, irq]',
+        '    instance: fb-test',
+        '    freezeOnFatalSignal: false',
+        '  lttng:',
+        '    enabled: true',
+        '    kernel: [sched_switch]',
+        '    userspace: ["myapp:*", lttng_ust_cyg_profile]',
+        '    subbufSize: 1MiB',
+        '    numSubbuf: 4',
+        '    session: fbsess',
         '',
       ].join('\n'),
     );
     expect(r.errors).toEqual([]);
+    const d = defaultConfig();
     expect(r.config).toEqual({
+      ...d,
       source: r.path,
       store: { root: '/srv/flightbox', busyTimeoutMs: 2000 },
       core: { maxSizeBytes: 500_000_000, compress: 'gzip', level: 9, honourRlimit: false },
       capture: { environ: false },
       backtrace: { tool: 'gdb', timeoutMs: 90_000 },
       install: { launcher: '/usr/local/lib/flightbox/core-handler', sysctlDropIn: null },
+      daemon: { socket: '/run/flightbox.sock', freezeTimeoutMs: 250, snapshotDeadlineMs: 5000 },
+      recorders: {
+        metrics: { enabled: false, intervalMs: 2000, windowMs: 300_000, topProcesses: 10 },
+        ftrace: { enabled: true, bufferSizeBytes: 8 * 1024 ** 2, events: ['sched/sched_switch', 'irq'], instance: 'fb-test', freezeOnFatalSignal: false },
+        lttng: { enabled: true, kernel: ['sched_switch'], userspace: ['myapp:*', 'lttng_ust_cyg_profile'], subbufSizeBytes: 1024 ** 2, numSubbuf: 4, session: 'fbsess' },
+      },
     });
+  });
+
+  it('setting one nested option keeps its siblings at their defaults', () => {
+    const r = load('recorders:\n  ftrace:\n    bufferSize: 1MiB\n');
+    expect(r.errors).toEqual([]);
+    const d = defaultConfig();
+    expect(r.config.recorders.ftrace).toEqual({ ...d.recorders.ftrace, bufferSizeBytes: 1024 ** 2 });
+    expect(r.config.recorders.metrics).toEqual(d.recorders.metrics);
+    expect(r.config.recorders.lttng).toEqual(d.recorders.lttng);
   });
 
   // validate() means to skip a section with no value (`if (value === null ...) continue`),
@@ -163,6 +203,10 @@ describe('loadConfig: each key, valid and invalid', () => {
     ['install', 'launcher', 'false', (c) => c.install.launcher, null],
     ['install', 'sysctlDropIn', 'false', (c) => c.install.sysctlDropIn, null],
     ['install', 'sysctlDropIn', '/etc/sysctl.d/99-fb.conf', (c) => c.install.sysctlDropIn, '/etc/sysctl.d/99-fb.conf'],
+    ['daemon', 'socket', '/run/fb.sock', (c) => c.daemon.socket, '/run/fb.sock'],
+    ['daemon', 'socket', 'null', (c) => c.daemon.socket, null],
+    ['daemon', 'freezeTimeout', '1s', (c) => c.daemon.freezeTimeoutMs, 1000],
+    ['daemon', 'snapshotDeadline', '30s', (c) => c.daemon.snapshotDeadlineMs, 30_000],
   ];
   it.each(valid)('%s.%s: %s is accepted', (section, key, yaml, get, expected) => {
     const r = load(`${section}:\n  ${key}: ${yaml}\n`);
@@ -195,6 +239,8 @@ describe('loadConfig: each key, valid and invalid', () => {
     ['backtrace', 'timeout', '5 parsecs', /expected a duration/],
     ['install', 'launcher', 'bin/handler', /expected an absolute path/],
     ['install', 'sysctlDropIn', 'true', /expected an absolute path, got true/],
+    ['daemon', 'socket', 'fb.sock', /expected an absolute path, got "fb.sock"/],
+    ['daemon', 'freezeTimeout', 'quick', /expected a duration/],
   ];
   it.each(invalid)('%s.%s: %j is rejected', (section, key, yaml, message) => {
     const r = load(`${section}:\n  ${key}: ${yaml}\n`);
@@ -217,12 +263,108 @@ describe('loadConfig: each key, valid and invalid', () => {
   });
 });
 
+describe('loadConfig: nested recorder options (three levels)', () => {
+  type Case = [string, string, (c: Config) => unknown, unknown];
+  it.each<Case>([
+    ['metrics.enabled', 'false', (c) => c.recorders.metrics.enabled, false],
+    ['metrics.interval', '500ms', (c) => c.recorders.metrics.intervalMs, 500],
+    ['metrics.window', '1h', (c) => c.recorders.metrics.windowMs, 3_600_000],
+    ['metrics.topProcesses', '0', (c) => c.recorders.metrics.topProcesses, 0],
+    ['metrics.topProcesses', '100', (c) => c.recorders.metrics.topProcesses, 100],
+    ['ftrace.enabled', 'auto', (c) => c.recorders.ftrace.enabled, 'auto'],
+    ['ftrace.enabled', 'false', (c) => c.recorders.ftrace.enabled, false],
+    ['ftrace.bufferSize', '16MiB', (c) => c.recorders.ftrace.bufferSizeBytes, 16 * 1024 ** 2],
+    ['ftrace.events', '[sched]', (c) => c.recorders.ftrace.events, ['sched']],
+    ['ftrace.events', '[]', (c) => c.recorders.ftrace.events, []],
+    ['ftrace.instance', 'my.inst-1', (c) => c.recorders.ftrace.instance, 'my.inst-1'],
+    ['ftrace.freezeOnFatalSignal', 'false', (c) => c.recorders.ftrace.freezeOnFatalSignal, false],
+    ['lttng.enabled', 'true', (c) => c.recorders.lttng.enabled, true],
+    ['lttng.kernel', '[sched_*, syscalls]', (c) => c.recorders.lttng.kernel, ['sched_*', 'syscalls']],
+    ['lttng.userspace', '["app:event", "*"]', (c) => c.recorders.lttng.userspace, ['app:event', '*']],
+    ['lttng.subbufSize', '256KiB', (c) => c.recorders.lttng.subbufSizeBytes, 256 * 1024],
+    ['lttng.numSubbuf', '2', (c) => c.recorders.lttng.numSubbuf, 2],
+    ['lttng.numSubbuf', '1024', (c) => c.recorders.lttng.numSubbuf, 1024],
+    ['lttng.session', 'sess_1', (c) => c.recorders.lttng.session, 'sess_1'],
+  ])('recorders.%s: %s is accepted', (dotted, yaml, get, expected) => {
+    const [sub, key] = dotted.split('.');
+    const r = load(`recorders:\n  ${sub}:\n    ${key}: ${yaml}\n`);
+    expect(r.errors).toEqual([]);
+    expect(get(r.config)).toEqual(expected);
+  });
+
+  it.each<[string, string, RegExp]>([
+    ['metrics.enabled', 'auto', /expected true or false, got "auto"/],
+    ['metrics.interval', 'often', /expected a duration/],
+    ['metrics.topProcesses', '101', /from 0 to 100, got 101/],
+    ['metrics.topProcesses', '-1', /got -1/],
+    ['ftrace.enabled', 'maybe', /expected true, false or auto, got "maybe"/],
+    ['ftrace.bufferSize', 'huge', /expected a size/],
+    ['ftrace.events', 'sched/sched_switch', /expected a list of .* names, got "sched\/sched_switch"/],
+    ['ftrace.events', '[1, 2]', /expected a list of/],
+    ['ftrace.events', '["sched/sched_switch", "../../x"]', /"..\/..\/x" is not a valid tracefs event/],
+    ['ftrace.events', '["Sched/Switch"]', /is not a valid tracefs event/],
+    ['ftrace.events', '["a/b/c"]', /is not a valid tracefs event/],
+    ['ftrace.instance', '../escape', /expected a name of letters, digits/],
+    ['ftrace.instance', '""', /expected a name/],
+    ['ftrace.instance', '.hidden', /expected a name/],
+    ['ftrace.instance', 'a b', /expected a name/],
+    ['lttng.kernel', '["sched switch"]', /is not a valid kernel event name/],
+    ['lttng.userspace', '["a;b"]', /is not a valid user-space event name/],
+    ['lttng.numSubbuf', '1', /from 2 to 1024, got 1/],
+    ['lttng.numSubbuf', '1025', /from 2 to 1024, got 1025/],
+    ['lttng.session', 'x/y', /expected a name/],
+  ])('recorders.%s: %s is rejected with the dotted key and line 3', (dotted, yaml, message) => {
+    const [sub, key] = dotted.split('.');
+    const r = load(`recorders:\n  ${sub}:\n    ${key}: ${yaml}\n`);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatchObject({ key: `recorders.${dotted}`, file: r.path, line: 3 });
+    expect(r.errors[0]!.message).toMatch(message);
+    expect(r.config.recorders).toEqual(defaultConfig().recorders);
+  });
+
+  it('a long name is rejected (instance names are at most 64 characters)', () => {
+    expect(load(`recorders:\n  ftrace:\n    instance: ${'a'.repeat(64)}\n`).errors).toEqual([]);
+    expect(load(`recorders:\n  ftrace:\n    instance: ${'a'.repeat(65)}\n`).errors).toHaveLength(1);
+  });
+
+  it('unknown keys at each level name the full dotted key', () => {
+    const r = load([
+      'recorders:', // 1
+      '  perf:', // 2
+      '    enabled: true', // 3
+      '  ftrace:', // 4
+      '    bufersize: 1MiB', // 5
+      '  metrics: 5', // 6
+      '  lttng:', // 7
+      '    enabled: true', // 8
+      '',
+    ].join('\n'));
+    expect(r.errors.map((e) => [e.key, e.line])).toEqual([
+      ['recorders.perf', 2],
+      ['recorders.ftrace.bufersize', 5],
+      ['recorders.metrics', 6],
+    ]);
+    expect(r.errors[0]!.message).toMatch(/^unknown option \(known: recorders\.metrics, recorders\.ftrace, recorders\.lttng\)$/);
+    expect(r.errors[1]!.message).toContain('recorders.ftrace.bufferSize');
+    expect(r.errors[2]!.message).toBe('expected a mapping of options');
+    expect(r.config.recorders.lttng.enabled).toBe(true);
+  });
+
+  it('a leaf option given a mapping is an error on that option, not a crash', () => {
+    const r = load('core:\n  level:\n    value: 3\n');
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]!.key).toBe('core.level');
+    expect(r.errors[0]!.message).toMatch(/expected a whole number/);
+  });
+});
+
 describe('loadConfig: structural errors', () => {
   it('an unknown section is an error with its key and line', () => {
     const r = load('store:\n  root: /srv/fb\nstorage:\n  root: /x\n');
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]).toMatchObject({ key: 'storage', line: 3, file: r.path });
-    expect(r.errors[0]!.message).toMatch(/^unknown section \(known: store, core, capture, backtrace, install\)$/);
+    expect(r.errors[0]!.message).toMatch(/^unknown section \(known: [a-z, ]+\)$/);
+    for (const k of ['store', 'core', 'capture', 'backtrace', 'install']) expect(r.errors[0]!.message).toContain(k);
     expect(r.config.store.root).toBe('/srv/fb');
   });
 
@@ -388,7 +530,9 @@ describe('defaultsYaml', () => {
 
   it('mentions every section and option of the schema', () => {
     const y = defaultsYaml();
-    for (const k of ['store:', 'root:', 'busyTimeout:', 'core:', 'maxSize:', 'compress:', 'level:', 'honourRlimit:', 'capture:', 'environ:', 'backtrace:', 'tool:', 'timeout:', 'install:', 'launcher:', 'sysctlDropIn:']) {
+    for (const k of ['store:', 'root:', 'busyTimeout:', 'core:', 'maxSize:', 'compress:', 'level:', 'honourRlimit:', 'capture:', 'environ:', 'backtrace:', 'tool:', 'timeout:', 'install:', 'launcher:', 'sysctlDropIn:',
+      'daemon:', 'socket:', 'freezeTimeout:', 'snapshotDeadline:', 'recorders:', 'metrics:', 'interval:', 'window:', 'topProcesses:',
+      'ftrace:', 'bufferSize:', 'events:', 'instance:', 'freezeOnFatalSignal:', 'lttng:', 'kernel:', 'userspace:', 'subbufSize:', 'numSubbuf:', 'session:']) {
       expect(y).toContain(k);
     }
   });
