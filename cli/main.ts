@@ -12,7 +12,6 @@ program
   .description('Crash dumps and flight-recorder snapshots for Linux hosts.')
   .version(VERSION)
   .option('-c, --config <file>', 'config file (default: $FLIGHTBOX_CONFIG or /etc/flightbox/flightbox.yaml)')
-  .showHelpAfterError('(run "flightbox --help" for the list of commands)')
   .exitOverride()
   .configureOutput({ outputError: () => {} });
 
@@ -93,7 +92,8 @@ function fail(err: unknown): void {
       process.exitCode = 0;
       return;
     }
-    process.stderr.write(`flightbox: ${err.message.replace(/^error: /, '')}\n`);
+    // commander's message, as one sentence with the way out.
+    process.stderr.write(`flightbox: ${err.message.replace(/^error: /, '').replace(/\.?\s*$/, '')} (see "flightbox --help").\n`);
     process.exitCode = ERROR_CODES.USAGE.exit;
     return;
   }

@@ -80,6 +80,37 @@ export function parseEuStack(text: string): { threads: ThreadTrace[]; modules: M
   return { threads, modules };
 }
 
+/**
+ * Split a gdb frame line "#N  [0xADDR in ]NAME (ARGS)[ at FILE:LINE| from LIB]" where NAME
+ * may itself hold spaces and parentheses (C++: "std::function<void ()>::operator()() const").
+ */
+export function parseGdbFrame(line: string): Frame | null {
+  const head = /^#(\d+)\s+(?:(0x[0-9a-f]+) in )?(.*)$/.exec(line);
+  if (!head) return null;
+  let rest = head[3]!.trimEnd();
+  let source: string | null = null;
+  let module: string | null = null;
+  const at = / at (\S+:\d+)$/.exec(rest);
+  const from = / from (\S+)$/.exec(rest);
+  if (at) { source = at[1]!; rest = rest.slice(0, at.index); }
+  else if (from) { module = from[1]!; rest = rest.slice(0, from.index); }
+  // The argument list is the last balanced "( ... )" group at the end.
+  let fn = rest;
+  if (rest.endsWith(')')) {
+    let depth = 0;
+    for (let i = rest.length - 1; i >= 0; i--) {
+      const ch = rest[i];
+      if (ch === ')') depth++;
+      else if (ch === '(' && --depth === 0) {
+        if (i > 0 && rest[i - 1] === ' ') fn = rest.slice(0, i - 1);
+        break;
+      }
+    }
+  }
+  fn = fn.trim();
+  return { n: Number(head[1]), addr: head[2] ?? null, fn: fn === '' || fn === '??' ? null : fn, module, source };
+}
+
 export function parseGdbBacktrace(text: string): ThreadTrace[] {
   const threads: ThreadTrace[] = [];
   let current: ThreadTrace | null = null;
@@ -91,11 +122,8 @@ export function parseGdbBacktrace(text: string): ThreadTrace[] {
       continue;
     }
     if (!current) continue;
-    const f = /^#(\d+)\s+(?:(0x[0-9a-f]+) in )?(\S+?)(?: \(.*?\))?(?: (?:at|from) (\S+))?\s*$/.exec(line);
-    if (f && current.frames.length < MAX_FRAMES_PER_THREAD) {
-      const fn = f[3] === '??' ? null : f[3] ?? null;
-      current.frames.push({ n: Number(f[1]), addr: f[2] ?? null, fn, module: null, source: f[4] ?? null });
-    }
+    const f = parseGdbFrame(line);
+    if (f && current.frames.length < MAX_FRAMES_PER_THREAD) current.frames.push(f);
   }
   return threads;
 }

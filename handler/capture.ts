@@ -7,7 +7,7 @@
 //   5. stack trace, compression, manifest, atomic publication, index.
 // Whatever fails after step 3, the bundle is still published with a warning.
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, constants } from 'node:fs';
-import { hostname as osHostname, release, setPriority } from 'node:os';
+import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../lib/config.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
@@ -17,7 +17,7 @@ import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
 import { CORE_FILE_NAMES, compressFd } from '../store/compress.js';
-import { MANIFEST_NAME, MANIFEST_VERSION, listBundleFiles, type CoreInfo, type CrashProcess, type Manifest } from '../store/manifest.js';
+import { MANIFEST_VERSION, hostInfo, type CoreInfo, type CrashProcess, type Manifest } from '../store/manifest.js';
 import { Store } from '../store/store.js';
 import { takeBacktrace, type Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
@@ -131,9 +131,11 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   };
   let rawFd: number | null = null;
   if (limit === 0) {
-    core.reason = 'rlimit';
+    core.reason = limitReason;
     core.truncated = true;
-    warnings.push('RLIMIT_CORE is 0 (ulimit -c 0): the core was not stored, as a file core would not have been');
+    warnings.push(limitReason === 'rlimit'
+      ? 'RLIMIT_CORE is 0 (ulimit -c 0): the core was not stored, as a file core would not have been'
+      : 'core.maxSize is 0: the core was not stored');
   } else {
     const progress = { size: 0 };
     try {
@@ -270,12 +272,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     time: crashTime.toISOString(),
     timeMs: args.time * 1000,
     capturedAt: new Date(t0).toISOString(),
-    host: {
-      hostname: osHostname(),
-      bootId: readSmall('/proc/sys/kernel/random/boot_id'),
-      kernel: release(),
-      machineId: readSmall('/etc/machine-id'),
-    },
+    host: hostInfo(),
     process: processInfo,
     core,
     backtrace: backtrace?.tool
@@ -295,10 +292,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     files: [],
     handler: { version: VERSION, pid: process.pid },
   };
-  manifest.files = listBundleFiles(staging).filter((f) => f.path !== '.owner');
-  writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640);
-  const bundleDir = store.publish(id, staging);
-  const ix = store.indexBundle(manifest);
+  const ix = store.finishBundle(staging, manifest);
+  const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
   log.info(
     { id, signature: signature.text, core: core.file ?? 'none', warnings: warnings.length, totalMs: now() - t0 },

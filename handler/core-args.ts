@@ -81,6 +81,11 @@ export function parseSignal(s: string): number | undefined {
   if (/^\d+$/.test(s)) return Number(s);
   const up = s.toUpperCase();
   const name = up.startsWith('SIG') ? up : `SIG${up}`;
+  // The forms signalName() prints for signals without a name: SIGRTMIN+n and SIGn.
+  const rt = /^SIGRTMIN\+(\d{1,2})$/.exec(name);
+  if (rt) return Number(rt[1]) + 34 <= 64 ? Number(rt[1]) + 34 : undefined;
+  const num = /^SIG(\d{1,2})$/.exec(name);
+  if (num) return Number(num[1]);
   for (const [num, n] of Object.entries(SIGNAL_NAMES)) if (n === name) return Number(num);
   return undefined;
 }

@@ -5,6 +5,8 @@ import { createHash } from 'node:crypto';
 import type { ThreadTrace } from './backtrace.js';
 
 export const SIGNATURE_FRAMES = 3;
+/** How deep the abort path is looked for. */
+const NOISE_SCAN_FRAMES = 10;
 
 /** Frames that say how a process died, not where: skipped from the top. */
 const NOISE = new Set([
@@ -27,15 +29,16 @@ export function crashingThread(threads: readonly ThreadTrace[], tid: number | nu
 
 export function crashSignature(exe: string | null, comm: string | null, signalName: string, thread: ThreadTrace | undefined): Signature {
   const name = (exe ? exe.replace(/ \(deleted\)$/, '').split('/').pop() : null) || comm || '?';
-  const fns: string[] = [];
-  let skipping = true;
-  for (const f of thread?.frames ?? []) {
-    const fn = f.fn ?? '??';
-    if (skipping && NOISE.has(fn.replace(/\(.*$/, ''))) continue;
-    skipping = false;
-    fns.push(fn);
-    if (fns.length === SIGNATURE_FRAMES) break;
+  const frames = thread?.frames ?? [];
+  // Start below the abort path: the last noise frame among the top ones, provided every
+  // frame above it is noise or unnamed (libc without symbols shows "??" above raise()).
+  let start = 0;
+  for (let i = 0; i < Math.min(frames.length, NOISE_SCAN_FRAMES); i++) {
+    const fn = frames[i]!.fn;
+    if (fn !== null && NOISE.has(fn.replace(/\(.*$/, ''))) start = i + 1;
+    else if (fn !== null) break;
   }
+  const fns = frames.slice(start, start + SIGNATURE_FRAMES).map((f) => f.fn ?? '??');
   const text = `${name} ${signalName} ${fns.length ? fns.join('|') : '-'}`;
   return { text, hash: createHash('sha256').update(text).digest('hex').slice(0, 16) };
 }

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   STORE_CORRUPT: { exit: 1, what: 'store is damaged' },
   INSTALL_FAILED: { exit: 1, what: 'install failed' },
   TOOL_MISSING: { exit: 69, what: 'a required program is missing' },
+  DAEMON_UNAVAILABLE: { exit: 69, what: 'the daemon is not running' },
   INTERNAL: { exit: 1, what: 'internal error' },
 } as const;
 

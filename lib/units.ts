@@ -46,5 +46,8 @@ export function formatSize(bytes: number): string {
   let v = bytes;
   let i = -1;
   do { v /= 1024; i++; } while (v >= 1024 && i < units.length - 1);
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+  // Round first, then decide the unit, so 1048575 B is "1.0 MiB", not "1024 KiB".
+  if (Math.round(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  const text = v < 9.95 ? v.toFixed(1) : String(Math.round(v));
+  return `${text} ${units[i]}`;
 }

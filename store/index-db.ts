@@ -128,17 +128,18 @@ const COLUMNS = [
   'core_stored_size', 'core_truncated', 'has_core', 'bundle_size', 'warnings', 'bundle', 'indexed_at',
 ] as const;
 
-/** Escape a value for use inside a LIKE pattern with ESCAPE '\'. */
-function likeEscape(s: string): string {
-  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
 /** A path matches exactly; a bare name matches the executable's base name. */
 function exeClause(exe: string, params: Record<string, string | number>): string {
   params.exe = exe;
   if (exe.includes('/')) return 'exe = @exe';
-  params.exeSuffix = `%/${likeEscape(exe)}`;
-  return "(exe = @exe OR exe LIKE @exeSuffix ESCAPE '\\')";
+  // substr, not LIKE: file names are case-sensitive and LIKE is not.
+  params.exeSuffix = `/${exe}`;
+  return '(exe = @exe OR substr(exe, -length(@exeSuffix)) = @exeSuffix)';
+}
+
+/** The exclusive upper bound of every string starting with `prefix` (BINARY collation). */
+function prefixEnd(prefix: string): string {
+  return `${prefix}\u{10ffff}`;
 }
 
 export function rowFromManifest(m: Manifest, bundleRel: string, now: number): EventRow {
@@ -201,7 +202,7 @@ export class IndexDb {
     this.#insert = this.db.prepare(`INSERT INTO events (${cols}) VALUES (${vals})`);
     this.#upsert = this.db.prepare(`INSERT OR REPLACE INTO events (${cols}) VALUES (${vals})`);
     this.#byId = this.db.prepare('SELECT * FROM events WHERE id = ?');
-    this.#byPrefix = this.db.prepare("SELECT * FROM events WHERE id LIKE ? ESCAPE '\\' ORDER BY time DESC LIMIT 2");
+    this.#byPrefix = this.db.prepare('SELECT * FROM events WHERE id >= ? AND id < ? ORDER BY time DESC LIMIT 2');
   }
 
   #migrate(): void {
@@ -234,7 +235,7 @@ export class IndexDb {
   resolve(idOrPrefix: string): EventRow {
     const exact = this.get(idOrPrefix);
     if (exact) return exact;
-    const rows = this.#byPrefix.all(`${likeEscape(idOrPrefix)}%`) as EventRow[];
+    const rows = this.#byPrefix.all(idOrPrefix, prefixEnd(idOrPrefix)) as EventRow[];
     if (rows.length === 0) throw new FlightboxError('NOT_FOUND', `no event matches ${JSON.stringify(idOrPrefix)}`);
     if (rows.length > 1) throw new FlightboxError('AMBIGUOUS', `more than one event starts with ${JSON.stringify(idOrPrefix)}; give more of the id`);
     return rows[0]!;
@@ -250,7 +251,7 @@ export class IndexDb {
     if (f.uid !== undefined) { where.push('uid = @uid'); params.uid = f.uid; }
     if (f.signal !== undefined) { where.push('signal = @signal'); params.signal = f.signal; }
     if (f.comm !== undefined) { where.push('comm = @comm'); params.comm = f.comm; }
-    if (f.signature !== undefined) { where.push("signature LIKE @sig ESCAPE '\\'"); params.sig = `${likeEscape(f.signature)}%`; }
+    if (f.signature !== undefined) { where.push('signature >= @sig AND signature < @sigEnd'); params.sig = f.signature; params.sigEnd = prefixEnd(f.signature); }
     if (f.exe !== undefined) where.push(exeClause(f.exe, params));
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
     // Newest N first, then flipped, so "-n 5" means the five most recent, shown in time order.
@@ -265,9 +266,13 @@ export class IndexDb {
     const where = ["kind = 'crash'", 'signature IS NOT NULL'];
     if (f.since !== undefined) { where.push('time >= @since'); params.since = f.since; }
     if (f.exe !== undefined) where.push(exeClause(f.exe, params));
-    const sql = `SELECT signature, max(signature_text) AS signature_text, count(*) AS count, min(time) AS first_seen,
-                        max(time) AS last_seen, max(exe) AS exe, max(id) AS last_id
-                 FROM events WHERE ${where.join(' AND ')} GROUP BY signature ORDER BY count DESC, last_seen DESC`;
+    // Counts per signature, then the newest event of each group for its id, exe and text
+    // (max(id) would sort ids as strings, not by time).
+    const sql = `WITH f AS (SELECT * FROM events WHERE ${where.join(' AND ')}),
+                      g AS (SELECT signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen FROM f GROUP BY signature)
+                 SELECT g.signature, g.count, g.first_seen, g.last_seen, last.id AS last_id, last.exe AS exe, last.signature_text AS signature_text
+                 FROM g JOIN f AS last ON last.id = (SELECT id FROM f WHERE f.signature = g.signature ORDER BY time DESC, id DESC LIMIT 1)
+                 ORDER BY g.count DESC, g.last_seen DESC`;
     return this.db.prepare(sql).all(params) as GroupRow[];
   }
 

@@ -3,6 +3,7 @@
 // (an archive, a mail attachment) can be verified.
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
+import { hostname, release } from 'node:os';
 import { join } from 'node:path';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 
@@ -84,6 +85,18 @@ export interface Manifest {
   timings: Record<string, number>;
   files: FileEntry[];
   handler: { version: string; pid: number };
+}
+
+/** The host part of a manifest: read once per event. */
+export function hostInfo(): Manifest['host'] {
+  const small = (path: string): string | null => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  return { hostname: hostname(), bootId: small('/proc/sys/kernel/random/boot_id'), kernel: release(), machineId: small('/etc/machine-id') };
 }
 
 export function sha256File(path: string): string {

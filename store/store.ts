@@ -7,7 +7,7 @@ import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, fsyncDir, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { bundleDay, isBundleId } from './bundle-id.js';
 import { INDEX_FILE, IndexDb, rowFromManifest } from './index-db.js';
-import { readManifest, type Manifest } from './manifest.js';
+import { MANIFEST_NAME, listBundleFiles, readManifest, type Manifest } from './manifest.js';
 
 export const STAGING_DIR = 'staging';
 export const BUNDLES_DIR = 'bundles';
@@ -82,6 +82,18 @@ export class Store {
     fsyncDir(dayDir);
     fsyncDir(join(this.root, STAGING_DIR));
     return dest;
+  }
+
+  /**
+   * Complete a bundle: list its files with sizes and sha256, write manifest.json, publish
+   * the directory atomically, index it (or spool it). The manifest's `files` is filled here.
+   */
+  finishBundle(staging: string, manifest: Manifest): { bundleDir: string; indexed: boolean; error?: string } {
+    manifest.files = listBundleFiles(staging).filter((f) => f.path !== '.owner');
+    writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640);
+    const bundleDir = this.publish(manifest.id, staging);
+    const ix = this.indexBundle(manifest);
+    return { bundleDir, ...ix };
   }
 
   bundleRel(id: string): string {

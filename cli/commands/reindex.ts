@@ -1,11 +1,13 @@
 // flightbox reindex: rebuild the SQLite index from the bundles on disk (the truth).
 import { escapeControl } from '../../lib/escape.js';
+import { FlightboxError } from '../../lib/errors.js';
 import { Store } from '../../store/store.js';
 import { invocation } from '../args.js';
 import { loadCliConfig } from '../context.js';
 
 export async function run(...args: unknown[]): Promise<number> {
   const { opts } = invocation<object>(args);
+  if (process.getuid?.() !== 0) throw new FlightboxError('PERMISSION', 'flightbox reindex needs root (it rewrites the index in the store)');
   const { config } = loadCliConfig(opts);
   const store = new Store(config.store.root, { create: true, busyTimeoutMs: config.store.busyTimeoutMs });
   try {
