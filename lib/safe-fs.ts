@@ -1,7 +1,7 @@
 // Safe file creation for a root process working next to hostile data: directories we
 // create are checked for owner and mode, every file is created with O_EXCL|O_NOFOLLOW so
 // a planted symlink, hardlink target or FIFO makes the write fail instead of redirecting it.
-import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FlightboxError, errnoCode } from './errors.js';
 
@@ -50,14 +50,17 @@ export function createExclusive(dir: string, name: string, mode = 0o600, opts: {
   return openSync(join(dir, name), flags, mode);
 }
 
-/** Write a whole new file with O_EXCL|O_NOFOLLOW and fsync it. */
-export function writeFileExclusive(dir: string, name: string, data: string | Uint8Array, mode = 0o600): number {
+/**
+ * Write a whole new file with O_EXCL|O_NOFOLLOW and fsync it (unless `sync: false`: the
+ * crash handler's hold path defers syncing to syncTree() after the process is released).
+ */
+export function writeFileExclusive(dir: string, name: string, data: string | Uint8Array, mode = 0o600, opts: { sync?: boolean } = {}): number {
   const fd = createExclusive(dir, name, mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (opts.sync !== false) fsyncSync(fd);
     return buf.length;
   } finally {
     closeSync(fd);
@@ -108,4 +111,22 @@ export function readSmallNoFollow(path: string, max = 65536): string {
   } finally {
     closeSync(fd);
   }
+}
+
+/** fsync every regular file and directory below `dir` (not following symlinks). */
+export function syncTree(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = lstatSync(p);
+    if (st.isDirectory()) syncTree(p);
+    else if (st.isFile()) {
+      const fd = openSync(p, O_RDONLY | O_NOFOLLOW);
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
+  fsyncDir(dir);
 }

@@ -4,7 +4,7 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
-import { checkSecureDir, ensureSecureDir, fsyncDir, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
+import { checkSecureDir, ensureSecureDir, fsyncDir, readSmallNoFollow, syncTree, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { bundleDay, isBundleId } from './bundle-id.js';
 import { INDEX_FILE, IndexDb, rowFromManifest } from './index-db.js';
 import { MANIFEST_NAME, listBundleFiles, readManifest, type Manifest } from './manifest.js';
@@ -63,7 +63,7 @@ export class Store {
     mkdirSync(dir, { mode: 0o700 });
     checkSecureDir(dir);
     // Who is working on it, so a sweep can tell debris from work in progress.
-    writeFileExclusive(dir, '.owner', `${process.pid}\n`, 0o600);
+    writeFileExclusive(dir, '.owner', `${process.pid}\n`, 0o600, { sync: false });
     return dir;
   }
 
@@ -89,6 +89,8 @@ export class Store {
    * the directory atomically, index it (or spool it). The manifest's `files` is filled here.
    */
   finishBundle(staging: string, manifest: Manifest): { bundleDir: string; indexed: boolean; error?: string } {
+    // Files written on the crash handler's hold path were not synced; do it now, once.
+    syncTree(staging);
     manifest.files = listBundleFiles(staging).filter((f) => f.path !== '.owner');
     writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640);
     const bundleDir = this.publish(manifest.id, staging);
