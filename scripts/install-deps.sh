@@ -12,6 +12,10 @@ have gcc || missing+=(gcc)
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 have dmesg || missing+=(util-linux)
 have useradd || missing+=(passwd)
+have lttng || missing+=(lttng-tools)
+[ -e /usr/include/lttng/tracepoint.h ] || missing+=(liblttng-ust-dev)
+have babeltrace2 || missing+=(babeltrace2)
+have trace-cmd || missing+=(trace-cmd)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

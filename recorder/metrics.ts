@@ -1,0 +1,764 @@
+// The built-in flight recorder: /proc sampled every interval into a fixed-capacity ring
+// (CPU by state, load, memory and swap, PSI pressure, disk and network rates, the top
+// processes by CPU and RSS). No privileges, no dependencies, memory bounded by the ring.
+// A snapshot is the ring as JSON Lines plus a short human summary.
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync, readSync, readdirSync } from 'node:fs';
+import type { Config } from '../lib/config.js';
+import { FlightboxError, messageOf } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { findProgram } from '../lib/programs.js';
+import { writeFileExclusive } from '../lib/safe-fs.js';
+import { formatSize } from '../lib/units.js';
+import { RecorderUnavailable, type Recorder, type RecorderState, type RecorderStatus, type SnapshotResult } from './recorder.js';
+
+/** Shorter intervals are raised to this: sampling must stay a rounding error of one CPU. */
+export const MIN_METRICS_INTERVAL_MS = 100;
+/** The ring never holds more than this many samples (10 h at 1 s, roughly 50 MB). */
+export const MAX_METRICS_SAMPLES = 36_000;
+/** Disks and network interfaces kept per sample (the busiest); a host with thousands of veths stays bounded. */
+export const MAX_METRICS_DEVICES = 64;
+/** /proc/diskstats counts 512-byte sectors whatever the device's real sector size. */
+export const DISKSTATS_SECTOR_BYTES = 512;
+/** USER_HZ: what /proc reports process times in on every architecture Node runs on. */
+export const DEFAULT_CLOCK_TICKS = 100;
+export const DEFAULT_PAGE_SIZE_BYTES = 4096;
+/** A /proc file larger than this is cut (only /proc/stat's interrupt lines get near it). */
+export const MAX_PROC_READ_BYTES = 1024 * 1024;
+
+export const SAMPLES_FILE = 'samples.jsonl';
+export const SUMMARY_FILE = 'summary.txt';
+
+// ---------------------------------------------------------------------------------------
+// The sample: one JSON object per line of samples.jsonl. Lists, never objects keyed by a
+// name: an interface may legally be called "__proto__".
+
+export interface CpuPercent {
+  user: number; nice: number; system: number; idle: number;
+  iowait: number; irq: number; softirq: number; steal: number;
+}
+/** Cumulative jiffies from the first line of /proc/stat, same keys as CpuPercent. */
+export type CpuTimes = CpuPercent;
+
+export interface LoadAvg { avg1: number; avg5: number; avg15: number }
+
+export interface MemoryInfo {
+  totalBytes: number;
+  availableBytes: number;
+  usedPct: number;
+  swapTotalBytes: number;
+  swapFreeBytes: number;
+  /** null when there is no swap */
+  swapUsedPct: number | null;
+}
+
+/** avg10 of one /proc/pressure file; `full` is null where the kernel has no such line (cpu before 5.13). */
+export interface PressureAvg10 { some: number | null; full: number | null }
+
+export interface DiskRate { name: string; readBytesPerSec: number | null; writeBytesPerSec: number | null }
+export interface NetRate { name: string; rxBytesPerSec: number | null; txBytesPerSec: number | null }
+
+export interface ProcessRow {
+  pid: number;
+  /** chosen by the process: data only, never interpreted or used as a name */
+  comm: string;
+  /** 100 = one CPU for the whole interval (like top); null in a baseline sample */
+  cpuPct: number | null;
+  rssBytes: number;
+}
+
+export interface MetricsSample {
+  /** ms since the epoch, from the recorder's clock */
+  t: number;
+  /** ms since the previous reading the rates and percentages cover; null for a baseline */
+  intervalMs: number | null;
+  cpu: CpuPercent | null;
+  load: LoadAvg | null;
+  memory: MemoryInfo | null;
+  /** every member null where the kernel has no PSI (CONFIG_PSI off, psi=0) */
+  pressure: { cpu: PressureAvg10 | null; memory: PressureAvg10 | null; io: PressureAvg10 | null };
+  disks: DiskRate[];
+  net: NetRate[];
+  /** processes that used CPU in the interval, busiest first */
+  topCpu: ProcessRow[];
+  topRss: ProcessRow[];
+}
+
+// ---------------------------------------------------------------------------------------
+// Pure parsers. Each takes the text of one /proc file and returns null (or skips a line)
+// rather than guess when the text does not look like what the kernel writes.
+
+const CPU_KEYS = ['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal'] as const;
+
+const round2 = (v: number): number => Math.round(v * 100) / 100;
+
+function num(s: string | undefined): number | null {
+  if (s === undefined || s === '') return null;
+  const v = Number(s);
+  return Number.isFinite(v) ? v : null;
+}
+
+/** The aggregate "cpu" line of /proc/stat (guest time is already inside user/nice). */
+export function parseProcStat(text: string): CpuTimes | null {
+  const nl = text.indexOf('\n');
+  const first = nl < 0 ? text : text.slice(0, nl);
+  const parts = first.trim().split(/\s+/);
+  if (parts[0] !== 'cpu') return null;
+  const out = {} as CpuTimes;
+  for (let i = 0; i < CPU_KEYS.length; i++) {
+    // Kernels before 2.6.11 lack steal (and older ones iowait/irq): count them as 0.
+    const v = parts[i + 1] === undefined ? 0 : num(parts[i + 1]);
+    if (v === null || (i < 4 && parts[i + 1] === undefined)) return null;
+    out[CPU_KEYS[i]!] = v;
+  }
+  return out;
+}
+
+/** Per-state share of the interval between two /proc/stat readings, in %; null if no time passed. */
+export function cpuPercent(prev: CpuTimes, cur: CpuTimes): CpuPercent | null {
+  // iowait (and idle, around CPU hotplug) can step backwards on NO_HZ kernels: clamp at 0.
+  const d = CPU_KEYS.map((k) => Math.max(0, cur[k] - prev[k]));
+  const total = d.reduce((a, b) => a + b, 0);
+  if (total <= 0) return null;
+  const out = {} as CpuPercent;
+  CPU_KEYS.forEach((k, i) => { out[k] = round2((d[i]! * 100) / total); });
+  return out;
+}
+
+/** "0.52 0.58 0.59 1/345 12345" */
+export function parseLoadavg(text: string): LoadAvg | null {
+  const [a, b, c] = text.trim().split(/\s+/);
+  const avg1 = num(a);
+  const avg5 = num(b);
+  const avg15 = num(c);
+  return avg1 === null || avg5 === null || avg15 === null ? null : { avg1, avg5, avg15 };
+}
+
+/** MemTotal/MemAvailable/SwapTotal/SwapFree in kB → bytes and used %. */
+export function parseMeminfo(text: string): MemoryInfo | null {
+  const kb = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^(\w+):\s+(\d+)(?:\s+kB)?\s*$/.exec(line);
+    if (m) kb.set(m[1]!, Number(m[2]) * 1024);
+  }
+  const total = kb.get('MemTotal');
+  // MemAvailable exists since 3.14; before it, free + page cache is the usual estimate.
+  const available = kb.get('MemAvailable')
+    ?? (kb.has('MemFree') ? (kb.get('MemFree') ?? 0) + (kb.get('Buffers') ?? 0) + (kb.get('Cached') ?? 0) : undefined);
+  if (total === undefined || available === undefined || total <= 0) return null;
+  const swapTotal = kb.get('SwapTotal') ?? 0;
+  const swapFree = kb.get('SwapFree') ?? 0;
+  return {
+    totalBytes: total,
+    availableBytes: available,
+    usedPct: round2(((total - Math.min(available, total)) * 100) / total),
+    swapTotalBytes: swapTotal,
+    swapFreeBytes: swapFree,
+    swapUsedPct: swapTotal > 0 ? round2(((swapTotal - Math.min(swapFree, swapTotal)) * 100) / swapTotal) : null,
+  };
+}
+
+/** "some avg10=1.23 avg60=… total=…\nfull avg10=…" → the two avg10 values. */
+export function parsePressure(text: string): PressureAvg10 | null {
+  const out: PressureAvg10 = { some: null, full: null };
+  for (const line of text.split('\n')) {
+    const m = /^(some|full)\s.*?\bavg10=(\d+(?:\.\d+)?)/.exec(line);
+    if (m) out[m[1] as 'some' | 'full'] = Number(m[2]);
+  }
+  return out.some === null && out.full === null ? null : out;
+}
+
+export interface DiskCounters { name: string; readBytes: number; writeBytes: number }
+
+/**
+ * A partition whose whole disk is also listed: "sda1" under "sda", "nvme0n1p2" under
+ * "nvme0n1", "mmcblk0p1" under "mmcblk0". Counting both would count every byte twice.
+ */
+export function isPartitionOf(name: string, names: ReadonlySet<string>): boolean {
+  const base = name.replace(/\d+$/, '');
+  if (base === name || base === '') return false;
+  if (names.has(base)) return true;
+  // "nvme0n1p2": the parent ends in a digit, so the partition number follows a 'p'.
+  const parent = base.slice(0, -1);
+  return base.endsWith('p') && /\d$/.test(parent) && names.has(parent);
+}
+
+const VIRTUAL_DISK_RE = /^(loop|ram)\d+$/;
+
+/** Whole devices of /proc/diskstats with cumulative bytes read and written; loop and ram devices skipped. */
+export function parseDiskstats(text: string): DiskCounters[] {
+  const rows: DiskCounters[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    // major minor name reads rd_merged rd_sectors rd_ms writes wr_merged wr_sectors …
+    const name = f[2];
+    const rd = num(f[5]);
+    const wr = num(f[9]);
+    if (name === undefined || rd === null || wr === null || VIRTUAL_DISK_RE.test(name)) continue;
+    rows.push({ name, readBytes: rd * DISKSTATS_SECTOR_BYTES, writeBytes: wr * DISKSTATS_SECTOR_BYTES });
+  }
+  const names = new Set(rows.map((r) => r.name));
+  return rows.filter((r) => !isPartitionOf(r.name, names));
+}
+
+export interface NetCounters { name: string; rxBytes: number; txBytes: number }
+
+/** /proc/net/dev: "  eth0: rx_bytes rx_packets … (8 rx fields) tx_bytes …". */
+export function parseNetDev(text: string): NetCounters[] {
+  const rows: NetCounters[] = [];
+  for (const line of text.split('\n')) {
+    // Interface names cannot contain ':' (dev_valid_name), so the first one ends the name;
+    // big counters may follow it without a space ("eth0:153876775").
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim();
+    const f = line.slice(colon + 1).trim().split(/\s+/);
+    const rx = num(f[0]);
+    const tx = num(f[8]);
+    if (name === '' || rx === null || tx === null) continue;
+    rows.push({ name, rxBytes: rx, txBytes: tx });
+  }
+  return rows;
+}
+
+export interface PidStat { comm: string; utime: number; stime: number; startTime: number; rssPages: number }
+
+/**
+ * /proc/PID/stat. comm sits in parentheses and may itself contain ") R 1 2 …", spaces
+ * and newlines, so the fields are counted from the last ')'. The resident set is taken
+ * from field 24 (the same get_mm_rss() that statm reports), so one read per process suffices.
+ */
+export function parsePidStat(text: string): PidStat | null {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return null;
+  // Walk the space-separated fields after comm without splitting the whole line (this runs
+  // for every process in every sample). Field 3 (state) starts at close + 2.
+  let utime = -1;
+  let stime = -1;
+  let startTime = -1;
+  let rssPages = -1;
+  let pos = close + 2;
+  for (let field = 3; field <= 24 && pos < text.length; field++) {
+    let end = text.indexOf(' ', pos);
+    if (end < 0) end = text.length;
+    if (field === 14 || field === 15 || field === 22 || field === 24) {
+      const v = num(text.slice(pos, end));
+      if (v === null) return null;
+      if (field === 14) utime = v;
+      else if (field === 15) stime = v;
+      else if (field === 22) startTime = v;
+      else rssPages = v;
+    }
+    pos = end + 1;
+  }
+  if (utime < 0 || stime < 0 || startTime < 0 || rssPages === -1) return null;
+  return { comm: text.slice(open + 1, close), utime, stime, startTime, rssPages: Math.max(0, rssPages) };
+}
+
+/** Samples the ring holds: ceil(window / interval), at least 1, at most MAX_METRICS_SAMPLES. */
+export function ringCapacity(intervalMs: number, windowMs: number): number {
+  return Math.min(MAX_METRICS_SAMPLES, Math.max(1, Math.ceil(windowMs / intervalMs)));
+}
+
+/** Bytes per second between two cumulative counters; null when there is no earlier reading or it went back (reset). */
+export function ratePerSec(cur: number, prev: number | undefined, dtMs: number): number | null {
+  if (prev === undefined || dtMs <= 0 || cur < prev) return null;
+  return Math.round(((cur - prev) * 1000) / dtMs);
+}
+
+/** "1 s", "500 ms", "10 min", "1 h 30 min": for status lines and the summary. */
+export function formatDurationMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  const parts = [h ? `${h} h` : '', m ? `${m} min` : '', sec ? `${sec} s` : ''].filter(Boolean);
+  return parts.join(' ');
+}
+
+// Characters JSON.stringify leaves raw that a terminal may act on (DEL, C1 controls such as
+// CSI U+009B) or that reorder what a reader sees (bidi overrides): written as \uXXXX, which
+// is still valid JSON and parses back to the same string.
+const TERMINAL_UNSAFE_RE = /[\u007f-\u009f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** JSON text safe to `cat` to a terminal. */
+export function toSafeJson(value: unknown): string {
+  return JSON.stringify(value).replace(TERMINAL_UNSAFE_RE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+interface Stat { min: number; max: number; sum: number; n: number; last: number | null }
+
+/** The human summary of a window of samples (oldest first). */
+export function summarizeSamples(samples: readonly MetricsSample[], intervalMs: number): string {
+  const first = samples[0];
+  const last = samples.at(-1);
+  if (first === undefined || last === undefined) return 'flightbox metrics: no samples recorded.\n';
+  const rows: [string, (s: MetricsSample) => number | null | undefined][] = [
+    ['cpu busy %', (s) => (s.cpu ? round2(100 - s.cpu.idle - s.cpu.iowait) : null)],
+    ['cpu iowait %', (s) => s.cpu?.iowait],
+    ['cpu steal %', (s) => s.cpu?.steal],
+    ['load 1 min', (s) => s.load?.avg1],
+    ['load 5 min', (s) => s.load?.avg5],
+    ['load 15 min', (s) => s.load?.avg15],
+    ['memory used %', (s) => s.memory?.usedPct],
+    ['swap used %', (s) => s.memory?.swapUsedPct],
+    ['psi cpu some %', (s) => s.pressure.cpu?.some],
+    ['psi memory some %', (s) => s.pressure.memory?.some],
+    ['psi memory full %', (s) => s.pressure.memory?.full],
+    ['psi io some %', (s) => s.pressure.io?.some],
+    ['psi io full %', (s) => s.pressure.io?.full],
+  ];
+  const fmt = (v: number | null): string => (v === null ? 'n/a' : v.toFixed(2)).padStart(9);
+  const lines = [
+    `flightbox metrics: ${samples.length} sample${samples.length === 1 ? '' : 's'} over ${formatDurationMs(last.t - first.t)} (${formatDurationMs(intervalMs)} interval)`,
+    `from ${new Date(first.t).toISOString()} to ${new Date(last.t).toISOString()}`,
+    '',
+    `${''.padEnd(20)}${'min'.padStart(9)}${'avg'.padStart(9)}${'max'.padStart(9)}${'last'.padStart(9)}`,
+  ];
+  for (const [label, get] of rows) {
+    const st: Stat = { min: Infinity, max: -Infinity, sum: 0, n: 0, last: null };
+    for (const s of samples) {
+      const v = get(s);
+      if (v === null || v === undefined) continue;
+      st.min = Math.min(st.min, v);
+      st.max = Math.max(st.max, v);
+      st.sum += v;
+      st.n++;
+    }
+    st.last = get(last) ?? null;
+    if (st.n === 0) {
+      lines.push(`${label.padEnd(20)}${fmt(null)}${fmt(null)}${fmt(null)}${fmt(null)}`);
+      continue;
+    }
+    lines.push(`${label.padEnd(20)}${fmt(st.min)}${fmt(st.sum / st.n)}${fmt(st.max)}${fmt(st.last)}`);
+  }
+  if (last.memory) {
+    lines.push('', `memory: ${formatSize(last.memory.totalBytes)} total, ${formatSize(last.memory.availableBytes)} available; swap: ${formatSize(last.memory.swapTotalBytes)} total, ${formatSize(last.memory.swapFreeBytes)} free (last sample)`);
+  }
+  const table = (title: string, procs: readonly ProcessRow[]) => {
+    lines.push('', title);
+    if (procs.length === 0) {
+      lines.push('  (none)');
+      return;
+    }
+    lines.push(`  ${'pid'.padStart(8)} ${'cpu %'.padStart(8)} ${'rss'.padStart(10)}  comm`);
+    for (const p of procs) {
+      const cpu = p.cpuPct === null ? 'n/a' : p.cpuPct.toFixed(1);
+      // comm is quoted as JSON: a newline or escape sequence in it stays visible text.
+      lines.push(`  ${String(p.pid).padStart(8)} ${cpu.padStart(8)} ${formatSize(p.rssBytes).padStart(10)}  ${toSafeJson(p.comm)}`);
+    }
+  };
+  table('top processes by CPU (last sample):', last.topCpu);
+  table('top processes by RSS (last sample):', last.topRss);
+  return `${lines.join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Host constants and /proc reading.
+
+let hostConstantsCache: { clockTicks: number; pageSizeBytes: number } | undefined;
+
+function getconf(name: string): number | null {
+  const prog = findProgram('getconf');
+  if (prog === null) return null;
+  try {
+    const out = execFileSync(prog, [name], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const v = Number(out.trim());
+    return Number.isSafeInteger(v) && v > 0 ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** USER_HZ and the page size, asked of getconf once per process (the defaults where it is missing). */
+export function hostConstants(): { clockTicks: number; pageSizeBytes: number } {
+  hostConstantsCache ??= {
+    clockTicks: getconf('CLK_TCK') ?? DEFAULT_CLOCK_TICKS,
+    pageSizeBytes: getconf('PAGESIZE') ?? DEFAULT_PAGE_SIZE_BYTES,
+  };
+  return hostConstantsCache;
+}
+
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = constants;
+
+/**
+ * Reads small /proc files into one reused buffer: a sample opens some 300 files, and a
+ * fresh Buffer for each would be most of the garbage it makes.
+ */
+class ProcFileReader {
+  #buf = Buffer.allocUnsafe(16 * 1024);
+
+  /**
+   * The file's text (cut at `max` bytes), or null when it cannot be opened or read (a
+   * process that exited). `oneRead`: the file is generated whole by its first read (a
+   * single_open seq_file such as /proc/PID/stat), so the read that would return 0 is skipped.
+   */
+  read(path: string, max = MAX_PROC_READ_BYTES, oneRead = false): string | null {
+    const limit = Math.min(max, MAX_PROC_READ_BYTES);
+    let fd: number;
+    try {
+      fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    } catch {
+      return null;
+    }
+    try {
+      let n = 0;
+      while (n < limit) {
+        if (n === this.#buf.length) {
+          const bigger = Buffer.allocUnsafe(Math.min(this.#buf.length * 2, MAX_PROC_READ_BYTES));
+          this.#buf.copy(bigger, 0, 0, n);
+          this.#buf = bigger;
+        }
+        const r = readSync(fd, this.#buf, n, Math.min(this.#buf.length, limit) - n, null);
+        if (r === 0) break;
+        n += r;
+        if (oneRead) break;
+      }
+      return this.#buf.toString('utf8', 0, n);
+    } catch {
+      return null;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+interface TrackedProcess { ticks: number; startTime: number; seen: number }
+
+interface Previous {
+  t: number;
+  cpu: CpuTimes | null;
+  disks: Map<string, DiskCounters>;
+  net: Map<string, NetCounters>;
+}
+
+const NOOP_LOG: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** The busiest `max` devices of a sample (all of them when there are few). */
+function busiest<T>(rows: T[], max: number, load: (r: T) => number): T[] {
+  if (rows.length <= max) return rows;
+  return rows.sort((a, b) => load(b) - load(a)).slice(0, max);
+}
+
+/** Insert into a list kept sorted by `key` descending and at most `n` long. */
+function offerTop(list: ProcessRow[], n: number, row: ProcessRow, key: (r: ProcessRow) => number): void {
+  const v = key(row);
+  if (list.length >= n && v <= key(list[list.length - 1]!)) return;
+  let i = list.length;
+  while (i > 0 && key(list[i - 1]!) < v) i--;
+  list.splice(i, 0, row);
+  if (list.length > n) list.pop();
+}
+
+// ---------------------------------------------------------------------------------------
+
+export interface MetricsRecorderOptions {
+  /** where /proc is (tests point this at a fake tree) */
+  procRoot?: string;
+  /** ms since the epoch; also the clock the rates are computed with */
+  now?: () => number;
+  log?: Logger;
+}
+
+export class MetricsRecorder implements Recorder {
+  readonly name = 'metrics' as const;
+  readonly intervalMs: number;
+  readonly capacity: number;
+  readonly #topProcesses: number;
+  readonly #procRoot: string;
+  readonly #now: () => number;
+  readonly #log: Logger;
+  readonly #reader = new ProcFileReader();
+
+  // The ring: a pre-allocated array, the slot the next sample goes into, and how many are held.
+  readonly #ring: (MetricsSample | undefined)[];
+  #next = 0;
+  #count = 0;
+
+  #timer: NodeJS.Timeout | null = null;
+  #frozen = false;
+  #error: string | null = null;
+  #prev: Previous | null = null;
+  /** pid → CPU ticks at the last sample; entries of processes not seen in a sample are dropped. */
+  readonly #procs = new Map<number, TrackedProcess>();
+  #generation = 0;
+  /** sources already complained about: a missing file is logged once, not every second */
+  readonly #warned = new Set<string>();
+
+  constructor(cfg: Config['recorders']['metrics'], opts: MetricsRecorderOptions = {}) {
+    this.#procRoot = opts.procRoot ?? '/proc';
+    this.#now = opts.now ?? Date.now;
+    this.#log = opts.log ?? NOOP_LOG;
+    if (!Number.isFinite(cfg.intervalMs) || !Number.isFinite(cfg.windowMs)) {
+      throw new FlightboxError('CONFIG_INVALID', `recorders.metrics: interval and window must be finite, got ${cfg.intervalMs} ms and ${cfg.windowMs} ms`);
+    }
+    this.intervalMs = Math.max(MIN_METRICS_INTERVAL_MS, cfg.intervalMs);
+    if (this.intervalMs !== cfg.intervalMs) {
+      this.#log.warn({ intervalMs: cfg.intervalMs }, 'Metrics interval raised to the minimum of %d ms', MIN_METRICS_INTERVAL_MS);
+    }
+    this.capacity = ringCapacity(this.intervalMs, cfg.windowMs);
+    if (this.capacity === MAX_METRICS_SAMPLES && Math.ceil(cfg.windowMs / this.intervalMs) > MAX_METRICS_SAMPLES) {
+      this.#log.warn({ windowMs: cfg.windowMs }, 'Metrics window cut to %d samples', MAX_METRICS_SAMPLES);
+    }
+    this.#topProcesses = Math.max(0, Math.floor(cfg.topProcesses));
+    this.#ring = new Array<MetricsSample | undefined>(this.capacity).fill(undefined);
+  }
+
+  async start(): Promise<void> {
+    if (this.#timer !== null) return;
+    if (this.#reader.read(`${this.#procRoot}/stat`, 4096) === null) {
+      this.#error = `cannot read ${this.#procRoot}/stat`;
+      throw new RecorderUnavailable('metrics', `${this.#error}; is /proc mounted?`);
+    }
+    this.#error = null;
+    this.#frozen = false;
+    this.tick(); // the baseline: levels now, rates from the next tick on
+    this.#timer = setInterval(() => {
+      try {
+        this.tick();
+      } catch (err) {
+        this.#warnOnce('tick', 'Metrics sample failed, ignoring: %s', messageOf(err));
+      }
+    }, this.intervalMs);
+    // The recorder must never be what keeps a process alive.
+    this.#timer.unref();
+  }
+
+  async freeze(): Promise<void> {
+    this.#frozen = true;
+  }
+
+  async thaw(): Promise<void> {
+    this.#frozen = false;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#frozen = false;
+    // A later start() begins with a fresh baseline rather than a rate over the stopped gap.
+    this.#prev = null;
+    this.#procs.clear();
+  }
+
+  /**
+   * Take one sample into the ring, unless frozen: what the timer calls, public so tests can
+   * drive the recorder with a fake clock. Returns the sample, or null when frozen.
+   */
+  tick(): MetricsSample | null {
+    if (this.#frozen) return null;
+    const sample = this.#sample();
+    this.#ring[this.#next] = sample;
+    this.#next = (this.#next + 1) % this.capacity;
+    if (this.#count < this.capacity) this.#count++;
+    return sample;
+  }
+
+  /** The samples held, oldest first. */
+  samples(): MetricsSample[] {
+    const out: MetricsSample[] = [];
+    const start = (this.#next - this.#count + this.capacity) % this.capacity;
+    for (let i = 0; i < this.#count; i++) {
+      const s = this.#ring[(start + i) % this.capacity];
+      if (s !== undefined) out.push(s);
+    }
+    return out;
+  }
+
+  /** Processes whose CPU time is being tracked (for tests of the memory bound). */
+  get trackedProcesses(): number {
+    return this.#procs.size;
+  }
+
+  async snapshot(dir: string, deadline: number): Promise<SnapshotResult> {
+    await this.freeze();
+    const warnings: string[] = [];
+    const all = this.samples();
+    // Serialise newest first so that a deadline cuts the oldest samples, not the ones
+    // closest to the event. The deadline is wall-clock time, as the caller computed it.
+    const lines: string[] = [];
+    for (let i = all.length - 1; i >= 0; i--) {
+      if ((all.length - i) % 64 === 0 && Date.now() > deadline) {
+        warnings.push(`snapshot deadline reached: only the newest ${lines.length} of ${all.length} samples written`);
+        break;
+      }
+      lines.push(toSafeJson(all[i]));
+    }
+    lines.reverse();
+    const kept = all.slice(all.length - lines.length);
+    if (kept.length === 0) warnings.push('no samples recorded yet');
+    // Mandatory: an existing samples.jsonl (O_EXCL) or a symlink at the name (O_NOFOLLOW) fails the snapshot.
+    writeFileExclusive(dir, SAMPLES_FILE, lines.length > 0 ? `${lines.join('\n')}\n` : '', 0o640);
+    const files = [SAMPLES_FILE];
+    try {
+      writeFileExclusive(dir, SUMMARY_FILE, summarizeSamples(kept, this.intervalMs), 0o640);
+      files.push(SUMMARY_FILE);
+    } catch (err) {
+      warnings.push(`Failed to write ${SUMMARY_FILE}, ignoring: ${messageOf(err)}`);
+    }
+    return { files, warnings, from: kept[0]?.t ?? null, to: kept.at(-1)?.t ?? null };
+  }
+
+  status(): RecorderStatus {
+    const newest = this.#count > 0 ? this.#ring[(this.#next - 1 + this.capacity) % this.capacity] : undefined;
+    // Approximate: the newest sample's JSON size stands for all of them.
+    const perSample = newest === undefined ? null : toSafeJson(newest).length + 1;
+    let state: RecorderState = 'stopped';
+    if (this.#error !== null) state = 'failed';
+    else if (this.#timer !== null) state = this.#frozen ? 'frozen' : 'running';
+    return {
+      name: 'metrics',
+      state,
+      bufferBytes: perSample === null ? null : perSample * this.capacity,
+      usedBytes: perSample === null ? null : perSample * this.#count,
+      eventsLost: 0,
+      detail: `${formatDurationMs(this.intervalMs)} interval, ${this.capacity} samples (${formatDurationMs(this.capacity * this.intervalMs)})`,
+      error: this.#error,
+    };
+  }
+
+  #warnOnce(key: string, msg: string, ...args: unknown[]): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#log.warn({ recorder: 'metrics', source: key }, msg, ...args);
+  }
+
+  /** Read a /proc file; a missing one is logged once (unless optional, as PSI is) and gives null. */
+  #text(rel: string, optional = false, max?: number): string | null {
+    const text = this.#reader.read(`${this.#procRoot}/${rel}`, max);
+    if (text === null && !optional) this.#warnOnce(rel, 'Failed to read %s/%s, ignoring', this.#procRoot, rel);
+    return text;
+  }
+
+  #sample(): MetricsSample {
+    const t = this.#now();
+    const prev = this.#prev;
+    const dt = prev === null ? null : t - prev.t;
+    const dtMs = dt ?? 0;
+
+    // Only the first line of /proc/stat is used; the interrupt lines after it can be long.
+    const statText = this.#text('stat', false, 16 * 1024);
+    const cpuTimes = statText === null ? null : parseProcStat(statText);
+    const loadText = this.#text('loadavg');
+    const memText = this.#text('meminfo');
+    const pressure = {
+      cpu: this.#pressure('cpu'),
+      memory: this.#pressure('memory'),
+      io: this.#pressure('io'),
+    };
+
+    const diskText = this.#text('diskstats');
+    const disks = diskText === null ? [] : parseDiskstats(diskText);
+    const diskRates = busiest(
+      disks.map((d): DiskRate => ({
+        name: d.name,
+        readBytesPerSec: ratePerSec(d.readBytes, prev?.disks.get(d.name)?.readBytes, dtMs),
+        writeBytesPerSec: ratePerSec(d.writeBytes, prev?.disks.get(d.name)?.writeBytes, dtMs),
+      })),
+      MAX_METRICS_DEVICES,
+      (r) => (r.readBytesPerSec ?? 0) + (r.writeBytesPerSec ?? 0),
+    );
+    const netText = this.#text('net/dev');
+    const ifaces = netText === null ? [] : parseNetDev(netText);
+    const netRates = busiest(
+      ifaces.map((n): NetRate => ({
+        name: n.name,
+        rxBytesPerSec: ratePerSec(n.rxBytes, prev?.net.get(n.name)?.rxBytes, dtMs),
+        txBytesPerSec: ratePerSec(n.txBytes, prev?.net.get(n.name)?.txBytes, dtMs),
+      })),
+      MAX_METRICS_DEVICES,
+      (r) => (r.rxBytesPerSec ?? 0) + (r.txBytesPerSec ?? 0),
+    );
+
+    const { topCpu, topRss } = this.#processes(dt);
+
+    this.#prev = {
+      t,
+      cpu: cpuTimes,
+      disks: new Map(disks.map((d) => [d.name, d])),
+      net: new Map(ifaces.map((n) => [n.name, n])),
+    };
+    return {
+      t,
+      intervalMs: dt,
+      cpu: cpuTimes && prev?.cpu ? cpuPercent(prev.cpu, cpuTimes) : null,
+      load: loadText === null ? null : parseLoadavg(loadText),
+      memory: memText === null ? null : parseMeminfo(memText),
+      pressure,
+      disks: diskRates,
+      net: netRates,
+      topCpu,
+      topRss,
+    };
+  }
+
+  #pressure(kind: 'cpu' | 'memory' | 'io'): PressureAvg10 | null {
+    // Absent without CONFIG_PSI or with psi=0 (and unreadable in some containers): null, no warning.
+    const text = this.#text(`pressure/${kind}`, true);
+    return text === null ? null : parsePressure(text);
+  }
+
+  /**
+   * One pass over /proc/PID/stat (one open and read per process): CPU % from the change in
+   * utime+stime since the last sample, RSS from the same file. `dt` is null for a baseline.
+   */
+  #processes(dt: number | null): { topCpu: ProcessRow[]; topRss: ProcessRow[] } {
+    const topCpu: ProcessRow[] = [];
+    const topRss: ProcessRow[] = [];
+    const n = this.#topProcesses;
+    if (n === 0) {
+      this.#procs.clear();
+      return { topCpu, topRss };
+    }
+    let names: string[];
+    try {
+      names = readdirSync(this.#procRoot);
+    } catch (err) {
+      this.#warnOnce('pids', 'Failed to list %s, ignoring: %s', this.#procRoot, messageOf(err));
+      return { topCpu, topRss };
+    }
+    const { clockTicks, pageSizeBytes } = hostConstants();
+    const gen = ++this.#generation;
+    // ticks → % of one CPU over the interval
+    const pctPerTick = dt !== null && dt > 0 ? (100 * 1000) / (clockTicks * dt) : null;
+    for (const name of names) {
+      const c = name.charCodeAt(0);
+      if (c < 48 || c > 57) continue;
+      const pid = Number(name);
+      if (!Number.isSafeInteger(pid) || String(pid) !== name) continue;
+      const text = this.#reader.read(`${this.#procRoot}/${name}/stat`, 4096, true);
+      if (text === null) continue; // exited between readdir and open
+      const st = parsePidStat(text);
+      if (st === null) continue;
+      const ticks = st.utime + st.stime;
+      const known = this.#procs.get(pid);
+      let cpuPct: number | null = null;
+      if (pctPerTick !== null) {
+        // A pid not seen at the last sample (or reused since) started after it: all of its
+        // CPU time falls inside this interval.
+        const before = known !== undefined && known.startTime === st.startTime ? known.ticks : 0;
+        cpuPct = round2(Math.max(0, ticks - before) * pctPerTick);
+      }
+      if (known === undefined) this.#procs.set(pid, { ticks, startTime: st.startTime, seen: gen });
+      else {
+        known.ticks = ticks;
+        known.startTime = st.startTime;
+        known.seen = gen;
+      }
+      const rssBytes = st.rssPages * pageSizeBytes;
+      const cpuQualifies = cpuPct !== null && cpuPct > 0
+        && (topCpu.length < n || cpuPct > (topCpu[topCpu.length - 1]!.cpuPct ?? 0));
+      const rssQualifies = rssBytes > 0 && (topRss.length < n || rssBytes > topRss[topRss.length - 1]!.rssBytes);
+      if (!cpuQualifies && !rssQualifies) continue;
+      const row: ProcessRow = { pid, comm: st.comm, cpuPct, rssBytes };
+      if (cpuQualifies) offerTop(topCpu, n, row, (r) => r.cpuPct ?? 0);
+      if (rssQualifies) offerTop(topRss, n, row, (r) => r.rssBytes);
+    }
+    // Bounded by the live processes: forget every pid this pass did not see.
+    for (const [pid, p] of this.#procs) if (p.seen !== gen) this.#procs.delete(pid);
+    return { topCpu, topRss };
+  }
+}
