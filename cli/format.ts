@@ -54,6 +54,7 @@ export function eventJson(row: EventRow): Record<string, unknown> {
     signature: row.signature,
     signatureText: row.signature_text,
     rule: row.rule,
+    reason: row.reason,
     core: coreState(row),
     coreSize: row.core_size,
     coreStoredSize: row.core_stored_size,
@@ -74,7 +75,7 @@ export function listTable(rows: EventRow[]): string {
       r.signal_name ?? '-',
       coreState(r),
       r.core_stored_size ? formatSize(r.core_stored_size) : '-',
-      escapeControl(r.exe ?? (r.comm ? `(${r.comm})` : r.rule ?? '-')),
+      escapeControl(r.kind === 'snapshot' ? `(snapshot${r.rule ? ` by rule ${r.rule}` : ''}${r.reason ? `: ${r.reason}` : ''})` : r.exe ?? (r.comm ? `(${r.comm})` : '-')),
     ]),
   );
 }

@@ -74,9 +74,14 @@ program.command('install').description('make the kernel pipe every core dump to 
 program.command('uninstall').description('restore the core_pattern and core_pipe_limit from before install')
   .action(lazy(() => import('./commands/uninstall.js')));
 
-program.command('status').description('is the handler installed, and where do crashes go')
+program.command('status').description('the crash handler, the daemon and its recorders, the store')
   .option('--json', 'as JSON')
   .action(lazy(() => import('./commands/status.js')));
+
+program.command('snapshot').description("ask the daemon to save every recorder's recent past as a snapshot event")
+  .option('--reason <text>', 'why (kept with the event)')
+  .option('--json', 'print the id, bundle and warnings as JSON')
+  .action(lazy(() => import('./commands/snapshot.js')));
 
 program.command('daemon').description('run the service in the foreground; as root, installs the handler for as long as it runs')
   .option('--no-install', 'do not install the core_pattern handler')

@@ -1,64 +1,287 @@
-// The long-running service. For now: index what the handler could not (spool), sweep
-// staging debris, and, as root, keep the crash handler installed for as long as it runs,
-// restoring the previous core_pattern on exit. Later stages add recorders and triggers.
-import type { Config } from '../lib/config.js';
-import { createLogger } from '../lib/log.js';
+// The long-running service: owns the flight recorders, serves the control socket (freeze
+// and snapshot for the crash handler, snapshot and status for the CLI), takes snapshots on
+// SIGUSR1, reloads the config on SIGHUP, indexes what the handler could not (spool), and,
+// as root, keeps the crash handler installed for as long as it runs.
+import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { formatConfigIssue, loadConfig, socketPath, type Config } from '../lib/config.js';
+import type { ControlRequest } from '../lib/control-client.js';
+import { FlightboxError, messageOf } from '../lib/errors.js';
+import { createLogger, type Logger } from '../lib/log.js';
+import { VERSION } from '../lib/version.js';
 import { handlerStatus, installHandler, uninstallHandler } from '../handler/install.js';
-import { messageOf } from '../lib/errors.js';
-import { Store } from '../store/store.js';
+import { isBundleId, makeBundleId } from '../store/bundle-id.js';
+import { MANIFEST_VERSION, hostInfo, type Manifest, type RecorderSummary } from '../store/manifest.js';
+import { STAGING_DIR, Store } from '../store/store.js';
+import { ControlServer } from './control-server.js';
+import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
 
 export const DAEMON_HOUSEKEEPING_INTERVAL_MS = 60_000;
+export const RECORDER_HEALTH_INTERVAL_MS = 5_000;
 
 export interface DaemonOptions {
   config: Config;
+  /** the file the config came from, when one was named (carried into the handler's launcher) */
   configPath: string | null;
   install: boolean;
-  /** Resolves when the daemon should stop (signal handlers are set up by the caller). */
-  stop: Promise<string>;
   out?: (line: string) => void;
 }
 
-export async function runDaemon(opts: DaemonOptions): Promise<void> {
-  const out = opts.out ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const cfg = opts.config;
-  const store = new Store(cfg.store.root, { create: true, busyTimeoutMs: cfg.store.busyTimeoutMs });
-  const log = createLogger({ file: store.logFile, component: 'daemon' });
-  const drained = store.drainSpool();
-  const swept = store.sweepStaging();
-  if (drained > 0) out(`Indexed ${drained} spooled event(s).`);
-  if (swept.length > 0) out(`Removed ${swept.length} staging director${swept.length === 1 ? 'y' : 'ies'} left by dead handlers.`);
-  log.info({ drained, swept: swept.length }, 'Daemon starting');
+/** Summaries for the manifest, with file paths relative to the bundle. */
+export function recorderSummaries(snaps: RecorderSnapshot[]): RecorderSummary[] {
+  return snaps.map((s) => ({
+    name: s.name,
+    ok: s.ok,
+    files: s.files.map((f) => `recorder/${s.name}/${f}`),
+    warnings: s.warnings,
+    from: s.from,
+    to: s.to,
+  }));
+}
 
-  let installedHere = false;
-  if (opts.install) {
-    if (process.getuid?.() !== 0) {
-      out('Not root: the crash handler is not installed (run as root, or use "flightbox install").');
-    } else if (handlerStatus(cfg).active) {
-      out('The crash handler is already installed; leaving it in place on exit.');
-    } else {
-      const { state } = installHandler(cfg, { configPath: opts.configPath, persist: false });
-      installedHere = true;
-      out(`Crash handler installed for as long as this runs: ${state.pattern}`);
-    }
+export class Daemon {
+  #cfg: Config;
+  readonly #opts: DaemonOptions;
+  readonly #store: Store;
+  readonly #log: Logger;
+  readonly #out: (line: string) => void;
+  #recorders: RecorderSet;
+  #control: ControlServer | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #installedHere = false;
+  #startedAt = Date.now();
+  #snapshots = 0;
+
+  constructor(opts: DaemonOptions) {
+    this.#opts = opts;
+    this.#cfg = opts.config;
+    this.#out = opts.out ?? ((l: string) => process.stderr.write(`${l}\n`));
+    this.#store = new Store(this.#cfg.store.root, { create: true, busyTimeoutMs: this.#cfg.store.busyTimeoutMs });
+    this.#log = createLogger({ file: this.#store.logFile, component: 'daemon' });
+    this.#recorders = this.#newRecorderSet(this.#cfg);
   }
-  out(`flightbox is running; crashes are stored in ${cfg.store.root}. Stop with Ctrl-C.`);
-  // Periodic housekeeping; also what keeps the event loop (and so the service) alive.
-  const timer = setInterval(() => {
+
+  #newRecorderSet(cfg: Config): RecorderSet {
+    const workDir = join(cfg.store.root, 'work');
+    mkdirSync(workDir, { recursive: true, mode: 0o700 });
+    return new RecorderSet(cfg, { log: this.#log, workDir });
+  }
+
+  async start(): Promise<void> {
+    const drained = this.#store.drainSpool();
+    const swept = this.#store.sweepStaging();
+    if (drained > 0) this.#out(`Indexed ${drained} spooled event(s).`);
+    if (swept.length > 0) this.#out(`Removed ${swept.length} staging director${swept.length === 1 ? 'y' : 'ies'} left by dead handlers.`);
+    this.#log.info({ drained, swept: swept.length, version: VERSION }, 'Daemon starting');
+
+    // The socket first: a second daemon must be refused before it touches the recorders.
+    this.#control = new ControlServer(socketPath(this.#cfg), (req) => this.#handle(req), this.#log);
+    await this.#control.listen();
+    await this.#recorders.start();
+    for (const s of this.#recorders.status()) this.#out(`Recorder ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`);
+
+    if (this.#opts.install) {
+      if (process.getuid?.() !== 0) {
+        this.#out('Not root: the crash handler is not installed (run as root, or use "flightbox install").');
+      } else if (handlerStatus(this.#cfg).active) {
+        this.#out('The crash handler is already installed; leaving it in place on exit.');
+      } else {
+        const { state } = installHandler(this.#cfg, { configPath: this.#opts.configPath, persist: false });
+        this.#installedHere = true;
+        this.#out(`Crash handler installed for as long as this runs: ${state.pattern}`);
+      }
+    }
+    // Periodic housekeeping and recorder health; these timers also keep the service alive.
+    this.#timers.push(setInterval(() => this.#housekeeping(), DAEMON_HOUSEKEEPING_INTERVAL_MS));
+    this.#timers.push(setInterval(() => void this.#recorders.checkHealth(), RECORDER_HEALTH_INTERVAL_MS));
+    this.#out(`flightbox is running; events are stored in ${this.#cfg.store.root}. Stop with Ctrl-C.`);
+  }
+
+  #housekeeping(): void {
     try {
-      const n = store.drainSpool();
-      const swept = store.sweepStaging();
-      if (n > 0 || swept.length > 0) log.info({ indexed: n, swept: swept.length }, 'Housekeeping');
+      const n = this.#store.drainSpool();
+      const swept = this.#store.sweepStaging();
+      if (n > 0 || swept.length > 0) this.#log.info({ indexed: n, swept: swept.length }, 'Housekeeping');
     } catch (err) {
-      log.warn({}, 'Housekeeping failed, will retry: %s', messageOf(err));
+      this.#log.warn({}, 'Housekeeping failed, will retry: %s', messageOf(err));
     }
-  }, DAEMON_HOUSEKEEPING_INTERVAL_MS);
-  const why = await opts.stop;
-  clearInterval(timer);
-  if (installedHere) {
-    const r = uninstallHandler(cfg);
-    for (const w of r.warnings) out(w);
-    if (r.restoredPattern !== null) out(`Restored core_pattern to ${JSON.stringify(r.restoredPattern)}.`);
   }
-  log.info({ reason: why }, 'Daemon stopped');
-  store.close();
+
+  async #handle(req: ControlRequest): Promise<Record<string, unknown>> {
+    switch (req.op) {
+      case 'ping':
+        return { version: VERSION, pid: process.pid };
+      case 'status':
+        return this.status();
+      case 'freeze':
+        return { frozen: await this.#recorders.freeze() };
+      case 'thaw':
+        await this.#recorders.thaw();
+        return {};
+      case 'snapshot': {
+        const r = await this.snapshot(req.reason);
+        return { id: r.id, bundle: r.bundleDir, warnings: r.warnings };
+      }
+      case 'snapshot-into': {
+        const dir = this.#checkStagingTarget(req.dir);
+        mkdirSync(dir, { mode: 0o700 });
+        // The handler's freeze may have timed out: freeze now (the history is newer, but there).
+        const frozeHere = !this.#recorders.frozen;
+        if (frozeHere) await this.#recorders.freeze();
+        try {
+          const snaps = await this.#recorders.snapshotInto(dir, Date.now() + this.#cfg.daemon.snapshotDeadlineMs);
+          return { recorders: recorderSummaries(snaps), frozeHere };
+        } finally {
+          if (req.thaw || frozeHere) await this.#recorders.thaw();
+        }
+      }
+    }
+  }
+
+  /**
+   * A handler names the directory to fill: it must be `recorder` inside one of the store's
+   * staging directories, which must be a real directory of ours, and must not exist yet.
+   */
+  #checkStagingTarget(dir: string): string {
+    const stagingRoot = realpathSync(join(this.#cfg.store.root, STAGING_DIR));
+    const target = resolve(dir);
+    const bundle = dirname(target);
+    if (basename(target) !== 'recorder' || dirname(bundle) !== stagingRoot || !isBundleId(basename(bundle))) {
+      throw new FlightboxError('USAGE', `refusing to write a snapshot to ${JSON.stringify(dir)}: not a staging directory of this store`);
+    }
+    const st = lstatSync(bundle);
+    if (!st.isDirectory() || st.isSymbolicLink()) throw new FlightboxError('USAGE', `${bundle} is not a directory`);
+    return target;
+  }
+
+  /** A snapshot event of its own: freeze, snapshot every recorder into a new bundle, thaw, index. */
+  async snapshot(reason: string, rule: string | null = null): Promise<{ id: string; bundleDir: string; warnings: string[] }> {
+    const t0 = Date.now();
+    const id = makeBundleId(new Date(t0), 0);
+    const staging = this.#store.createStaging(id);
+    let snaps: RecorderSnapshot[];
+    await this.#recorders.freeze();
+    try {
+      const dir = join(staging, 'recorder');
+      mkdirSync(dir, { mode: 0o700 });
+      snaps = await this.#recorders.snapshotInto(dir, t0 + this.#cfg.daemon.snapshotDeadlineMs);
+    } finally {
+      await this.#recorders.thaw();
+    }
+    const warnings = snaps.flatMap((s) => s.warnings);
+    if (snaps.length === 0) warnings.push('no recorder is running: the snapshot is empty');
+    const manifest: Manifest = {
+      version: MANIFEST_VERSION,
+      id,
+      kind: 'snapshot',
+      time: new Date(t0).toISOString(),
+      timeMs: t0,
+      capturedAt: new Date(t0).toISOString(),
+      host: hostInfo(),
+      process: null,
+      core: null,
+      backtrace: null,
+      signature: null,
+      modules: [],
+      rule,
+      reason,
+      recorders: recorderSummaries(snaps),
+      warnings,
+      timings: { totalMs: Date.now() - t0 },
+      files: [],
+      handler: { version: VERSION, pid: process.pid },
+    };
+    const r = this.#store.finishBundle(staging, manifest);
+    this.#snapshots++;
+    this.#log.info({ id, reason, ms: Date.now() - t0, warnings: warnings.length }, 'Snapshot taken');
+    return { id, bundleDir: r.bundleDir, warnings };
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      pid: process.pid,
+      version: VERSION,
+      startedAt: new Date(this.#startedAt).toISOString(),
+      frozen: this.#recorders.frozen,
+      handlerInstalledHere: this.#installedHere,
+      snapshotsTaken: this.#snapshots,
+      recorders: this.#recorders.status(),
+      config: this.#cfg.source,
+    };
+  }
+
+  /** SIGHUP: a broken new config is refused and the running one kept. */
+  async reload(): Promise<void> {
+    const path = this.#cfg.source ?? this.#opts.configPath;
+    if (!path) {
+      this.#out('Reload: running on embedded defaults, nothing to reload.');
+      return;
+    }
+    const loaded = loadConfig(path, { explicit: true });
+    if (loaded.errors.length > 0) {
+      const msg = `Reload refused, keeping the running configuration: ${loaded.errors.map(formatConfigIssue).join('; ')}`;
+      this.#out(msg);
+      this.#log.warn({ file: path }, '%s', msg);
+      return;
+    }
+    const next = loaded.config;
+    if (next.store.root !== this.#cfg.store.root || socketPath(next) !== socketPath(this.#cfg)) {
+      const msg = 'Reload refused: store.root and daemon.socket take effect only at restart';
+      this.#out(msg);
+      this.#log.warn({ file: path }, '%s', msg);
+      return;
+    }
+    await this.#recorders.stop();
+    this.#cfg = next;
+    this.#recorders = this.#newRecorderSet(next);
+    await this.#recorders.start();
+    this.#out(`Reloaded ${path}.`);
+    this.#log.info({ file: path }, 'Configuration reloaded');
+  }
+
+  async stop(reason: string): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    await this.#control?.close();
+    await this.#recorders.stop();
+    if (this.#installedHere) {
+      const r = uninstallHandler(this.#cfg);
+      for (const w of r.warnings) this.#out(w);
+      if (r.restoredPattern !== null) this.#out(`Restored core_pattern to ${JSON.stringify(r.restoredPattern)}.`);
+      this.#installedHere = false;
+    }
+    this.#log.info({ reason }, 'Daemon stopped');
+    this.#store.close();
+  }
+}
+
+/** Run until SIGINT/SIGTERM; SIGUSR1 takes a snapshot, SIGHUP reloads. */
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  const daemon = new Daemon(opts);
+  const out = opts.out ?? ((l: string) => process.stderr.write(`${l}\n`));
+  let resolveStop: (why: string) => void = () => {};
+  const stopped = new Promise<string>((r) => { resolveStop = r; });
+  const onTerm = (sig: string) => () => resolveStop(sig);
+  const onUsr1 = () => {
+    daemon.snapshot('SIGUSR1').then(
+      (r) => out(`Snapshot ${r.id} taken (SIGUSR1).`),
+      (err: unknown) => out(`Snapshot on SIGUSR1 failed: ${messageOf(err)}`),
+    );
+  };
+  const onHup = () => { daemon.reload().catch((err: unknown) => out(`Reload failed: ${messageOf(err)}`)); };
+  process.on('SIGINT', onTerm('SIGINT'));
+  process.on('SIGTERM', onTerm('SIGTERM'));
+  process.on('SIGUSR1', onUsr1);
+  process.on('SIGHUP', onHup);
+  try {
+    await daemon.start();
+  } catch (err) {
+    await daemon.stop('failed to start').catch(() => {});
+    throw err;
+  }
+  const why = await stopped;
+  out(`Stopping (${why})...`);
+  await daemon.stop(why);
+  process.off('SIGUSR1', onUsr1);
+  process.off('SIGHUP', onHup);
 }

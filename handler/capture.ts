@@ -9,7 +9,8 @@
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, constants } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
-import type { Config } from '../lib/config.js';
+import { socketPath, type Config } from '../lib/config.js';
+import { controlRequest } from '../lib/control-client.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
@@ -17,13 +18,16 @@ import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
 import { CORE_FILE_NAMES, compressFd } from '../store/compress.js';
-import { MANIFEST_VERSION, hostInfo, type CoreInfo, type CrashProcess, type Manifest } from '../store/manifest.js';
+import { MANIFEST_VERSION, hostInfo, type CoreInfo, type CrashProcess, type Manifest, type RecorderSummary } from '../store/manifest.js';
 import { Store } from '../store/store.js';
 import { takeBacktrace, type Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { streamCore } from './core-writer.js';
 import { readProcState } from './proc-reader.js';
 import { crashSignature, crashingThread } from './signature.js';
+
+/** Extra time the handler gives the daemon beyond the snapshot deadline to answer. */
+export const SNAPSHOT_ANSWER_SLACK_MS = 2000;
 
 export interface CaptureOptions {
   config: Config;
@@ -48,6 +52,14 @@ function readSmall(path: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The kernel gives the crash time in whole seconds; when the handler started within that
+ * second, its milliseconds order events of the same second correctly.
+ */
+function crashTimeMs(kernelSeconds: number, handlerStartMs: number): number {
+  return Math.floor(handlerStartMs / 1000) === kernelSeconds ? handlerStartMs : kernelSeconds * 1000;
 }
 
 /** An ELF core starts with \x7fELF and has e_type ET_CORE (4) at offset 16. */
@@ -103,6 +115,19 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   log.info({ id, pid: args.pid, comm: commEarly ?? '?', uid: args.uid, signal: sig }, 'Process dumped core, capturing');
   const staging = store.createStaging(id);
 
+  // Freeze the flight recorders before our own I/O (reading /proc, writing the core) pushes
+  // the moments before the crash out of their ring buffers. No daemon: noted, not fatal.
+  const socket = socketPath(cfg);
+  let frozen = false;
+  try {
+    const r = await controlRequest(socket, { op: 'freeze', reason: `crash ${id}` }, cfg.daemon.freezeTimeoutMs);
+    if (r.ok) frozen = true;
+    else warnings.push(`the daemon refused to freeze the recorders: ${r.error}`);
+  } catch (err) {
+    warnings.push(`no flight-recorder snapshot: ${messageOf(err)}`);
+  }
+  timings.freezeMs = now() - t0;
+
   // 2. /proc, before the core is read.
   const proc = readProcState(args.pid, { procRoot: opts.procRoot, environ: cfg.capture.environ, pidfd: args.pidfd });
   warnings.push(...proc.warnings);
@@ -110,7 +135,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     mkdirSync(join(staging, 'proc'), { mode: 0o700 });
     for (const f of proc.files) {
       try {
-        writeFileExclusive(join(staging, 'proc'), f.name, f.data, f.mode);
+        writeFileExclusive(join(staging, 'proc'), f.name, f.data, f.mode, { sync: false });
       } catch (err) {
         warnings.push(`Failed to store proc/${f.name}, ignoring: ${messageOf(err)}`);
       }
@@ -170,6 +195,25 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   }
 
   // 5. Everything else, each step guarded: a failure is a warning, never a lost crash.
+  // The recorders first, so the daemon can thaw them as soon as possible.
+  let recorders: RecorderSummary[] | undefined;
+  if (frozen) {
+    const ts = now();
+    try {
+      const r = await controlRequest(
+        socket,
+        { op: 'snapshot-into', dir: join(staging, 'recorder'), reason: `crash ${id}`, thaw: true },
+        cfg.daemon.snapshotDeadlineMs + SNAPSHOT_ANSWER_SLACK_MS,
+      );
+      if (r.ok) {
+        recorders = (r.recorders as RecorderSummary[] | undefined) ?? [];
+        for (const x of recorders) warnings.push(...x.warnings);
+      } else warnings.push(`the daemon could not snapshot the recorders: ${r.error}`);
+    } catch (err) {
+      warnings.push(`Failed to snapshot the flight recorders, ignoring: ${messageOf(err)}`);
+    }
+    timings.recorderMs = now() - ts;
+  }
   let backtrace: Backtrace | null = null;
   if (rawFd !== null) {
     core.elf = core.size > 0 && looksLikeElfCore(rawFd);
@@ -270,7 +314,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     id,
     kind: 'crash',
     time: crashTime.toISOString(),
-    timeMs: args.time * 1000,
+    timeMs: crashTimeMs(args.time, t0),
     capturedAt: new Date(t0).toISOString(),
     host: hostInfo(),
     process: processInfo,
@@ -287,6 +331,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     signature,
     modules: (backtrace?.modules ?? []).map((m) => ({ name: m.name, buildId: m.buildId, file: m.file })),
     rule: null,
+    recorders,
     warnings,
     timings,
     files: [],

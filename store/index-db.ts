@@ -16,7 +16,7 @@ function database(): typeof Database {
   return DatabaseCtor;
 }
 
-/** Append-only: never edit a migration that has shipped, add a new one. */
+/** Append-only: never edit a migration that has shipped, add a new one (SCHEMA_VERSION follows). */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
      id TEXT PRIMARY KEY,
@@ -62,7 +62,12 @@ const MIGRATIONS: readonly string[] = [
             (SELECT e2.exe FROM events e2 WHERE e2.signature = e.signature ORDER BY e2.time DESC LIMIT 1) AS exe,
             (SELECT e2.id FROM events e2 WHERE e2.signature = e.signature ORDER BY e2.time DESC LIMIT 1) AS last_id
      FROM events e WHERE kind = 'crash' AND signature IS NOT NULL GROUP BY signature;`,
+  `ALTER TABLE events ADD COLUMN reason TEXT;
+   CREATE INDEX events_kind_time ON events(kind, time);`,
 ];
+
+/** The schema version an index has after all migrations (PRAGMA user_version). */
+export const SCHEMA_VERSION = MIGRATIONS.length;
 
 export interface EventRow {
   id: string;
@@ -95,6 +100,7 @@ export interface EventRow {
   warnings: number;
   bundle: string;
   indexed_at: number;
+  reason: string | null;
 }
 
 export interface EventFilter {
@@ -125,8 +131,15 @@ export interface GroupRow {
 const COLUMNS = [
   'id', 'kind', 'time', 'host', 'boot_id', 'pid', 'pid_ns', 'tid', 'uid', 'gid', 'signal', 'signal_name', 'exe', 'comm',
   'cmdline', 'unit', 'cgroup', 'in_container', 'dumpable', 'signature', 'signature_text', 'rule', 'core_size',
-  'core_stored_size', 'core_truncated', 'has_core', 'bundle_size', 'warnings', 'bundle', 'indexed_at',
+  'core_stored_size', 'core_truncated', 'has_core', 'bundle_size', 'warnings', 'bundle', 'indexed_at', 'reason',
 ] as const;
+
+/** Columns added by later migrations may be absent from a caller's row: they are NULL. */
+function withAllColumns(row: EventRow): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...row };
+  for (const c of COLUMNS) if (out[c] === undefined) out[c] = null;
+  return out;
+}
 
 /** A path matches exactly; a bare name matches the executable's base name. */
 function exeClause(exe: string, params: Record<string, string | number>): string {
@@ -176,6 +189,7 @@ export function rowFromManifest(m: Manifest, bundleRel: string, now: number): Ev
     warnings: m.warnings.length,
     bundle: bundleRel,
     indexed_at: now,
+    reason: m.reason ?? null,
   };
 }
 
@@ -220,11 +234,11 @@ export class IndexDb {
   }
 
   insert(row: EventRow): void {
-    this.#insert.run(row);
+    this.#insert.run(withAllColumns(row));
   }
 
   upsert(row: EventRow): void {
-    this.#upsert.run(row);
+    this.#upsert.run(withAllColumns(row));
   }
 
   get(id: string): EventRow | undefined {
@@ -274,6 +288,15 @@ export class IndexDb {
                  FROM g JOIN f AS last ON last.id = (SELECT id FROM f WHERE f.signature = g.signature ORDER BY time DESC, id DESC LIMIT 1)
                  ORDER BY g.count DESC, g.last_seen DESC`;
     return this.db.prepare(sql).all(params) as GroupRow[];
+  }
+
+  /** Counts and sizes for `flightbox status`. */
+  summary(): { events: number; crashes: number; snapshots: number; bytes: number; newest: number | null } {
+    const r = this.db.prepare(`SELECT count(*) AS events, sum(kind = 'crash') AS crashes, sum(kind = 'snapshot') AS snapshots,
+                                      coalesce(sum(bundle_size), 0) AS bytes, max(time) AS newest FROM events`).get() as {
+      events: number; crashes: number | null; snapshots: number | null; bytes: number; newest: number | null;
+    };
+    return { events: r.events, crashes: r.crashes ?? 0, snapshots: r.snapshots ?? 0, bytes: r.bytes, newest: r.newest };
   }
 
   ids(): Set<string> {

@@ -61,6 +61,16 @@ export interface CoreInfo {
   elf: boolean;
 }
 
+export interface RecorderSummary {
+  name: string;
+  ok: boolean;
+  /** files relative to the bundle */
+  files: string[];
+  warnings: string[];
+  from: number | null;
+  to: number | null;
+}
+
 export interface Manifest {
   version: number;
   id: string;
@@ -81,6 +91,10 @@ export interface Manifest {
   signature: { text: string; hash: string } | null;
   modules: { name: string; buildId: string | null; file: string | null }[];
   rule: string | null;
+  /** why a snapshot was taken ("SIGUSR1", "flightbox snapshot --reason ...") */
+  reason?: string | null;
+  /** the flight-recorder snapshots in recorder/<name>/ */
+  recorders?: RecorderSummary[];
   warnings: string[];
   timings: Record<string, number>;
   files: FileEntry[];

@@ -1,23 +1,70 @@
-// flightbox status: is the handler installed, and where do crashes go.
+// flightbox status: the handler, the daemon and its recorders, the store.
+import { socketPath } from '../../lib/config.js';
+import { controlRequest } from '../../lib/control-client.js';
+import { messageOf } from '../../lib/errors.js';
+import { formatSize } from '../../lib/units.js';
 import { handlerStatus } from '../../handler/install.js';
+import { Store } from '../../store/store.js';
 import { invocation } from '../args.js';
 import { loadCliConfig } from '../context.js';
+import { formatTime, listTable } from '../format.js';
+
+interface RecorderLine {
+  name: string;
+  state: string;
+  detail?: string;
+  bufferBytes?: number | null;
+  usedBytes?: number | null;
+  eventsLost?: number | null;
+  error?: string | null;
+}
 
 export async function run(...args: unknown[]): Promise<number> {
   const { opts } = invocation<{ json?: boolean }>(args);
   const { config, path } = loadCliConfig(opts);
-  const s = handlerStatus(config);
-  if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ ...s, store: config.store.root, config: config.source ?? path }, null, 2)}\n`);
-  } else {
-    process.stdout.write([
-      `Handler:        ${s.active ? 'installed and active' : s.installed ? 'installed, but core_pattern points elsewhere' : 'not installed'}`,
-      `core_pattern:   ${s.corePattern}`,
-      `core_pipe_limit: ${s.corePipeLimit}`,
-      `Store:          ${config.store.root}`,
-      `Config:         ${config.source ?? `${path} (absent: embedded defaults)`}`,
-      '',
-    ].join('\n'));
+  const handler = handlerStatus(config);
+  let daemon: Record<string, unknown> | null = null;
+  let daemonError: string | null = null;
+  try {
+    const r = await controlRequest(socketPath(config), { op: 'status' }, 3000);
+    if (r.ok) daemon = r;
+    else daemonError = r.error;
+  } catch (err) {
+    daemonError = messageOf(err);
   }
-  return s.active ? 0 : 3;
+  let store: { events: number; crashes: number; snapshots: number; bytes: number; newest: number | null } | null = null;
+  let recent: ReturnType<ReturnType<Store['index']>['list']> = [];
+  try {
+    const s = new Store(config.store.root, { create: false, busyTimeoutMs: config.store.busyTimeoutMs });
+    try {
+      store = s.index().summary();
+      recent = s.index().list({ limit: 5 });
+    } finally {
+      s.close();
+    }
+  } catch {
+    store = null;
+  }
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify({ handler, daemon, daemonError, store, storeRoot: config.store.root, config: config.source ?? path }, null, 2)}\n`);
+    return handler.active ? 0 : 3;
+  }
+  const lines = [
+    `Handler:         ${handler.active ? 'installed and active' : handler.installed ? 'installed, but core_pattern points elsewhere' : 'not installed'}`,
+    `core_pattern:    ${handler.corePattern}`,
+    `core_pipe_limit: ${handler.corePipeLimit}`,
+    `Daemon:          ${daemon ? `running (pid ${String(daemon.pid)}, since ${String(daemon.startedAt)})${daemon.frozen ? ', recorders frozen' : ''}` : `not running (${daemonError})`}`,
+  ];
+  for (const r of (daemon?.recorders as RecorderLine[] | undefined) ?? []) {
+    const buf = r.bufferBytes ? `, buffer ${r.usedBytes !== null && r.usedBytes !== undefined ? `${formatSize(r.usedBytes)} of ` : ''}${formatSize(r.bufferBytes)}` : '';
+    const lost = r.eventsLost ? `, ${r.eventsLost} events lost` : '';
+    lines.push(`  ${r.name.padEnd(8)} ${r.state}${buf}${lost}${r.detail ? ` — ${r.detail}` : ''}${r.error ? ` (error: ${r.error})` : ''}`);
+  }
+  lines.push(
+    `Store:           ${config.store.root}${store ? ` — ${store.crashes} crashes, ${store.snapshots} snapshots, ${formatSize(store.bytes)}${store.newest ? `, newest ${formatTime(store.newest)}` : ''}` : ' (empty or unreadable)'}`,
+    `Config:          ${config.source ?? `${path} (absent: embedded defaults)`}`,
+  );
+  process.stdout.write(`${lines.join('\n')}\n`);
+  if (recent.length > 0) process.stdout.write(`\nLatest events:\n${listTable(recent)}\n`);
+  return handler.active ? 0 : 3;
 }

@@ -10,22 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { CLI, HANDLER, IS_ROOT, makeTempStore, readJson, runCli, waitFor, type RunResult, type TempStore } from '../helpers.js';
+import { FIXTURES, CLI, HANDLER, IS_ROOT, makeTempStore, readJson, runCli, waitFor, type RunResult, type TempStore } from '../helpers.js';
 
 const RLIM_INFINITY = '18446744073709551615';
 const HOUR = 3600;
 const DAY = 86400;
 
-const FIXTURE_C = `
-#include <unistd.h>
-#include <sys/prctl.h>
-__attribute__((noinline)) void fbx_fixture_wait_here(void) { for (;;) pause(); }
-int main(int argc, char **argv) {
-  if (argc > 1) prctl(PR_SET_NAME, argv[1], 0, 0, 0);
-  fbx_fixture_wait_here();
-  return 0;
-}
-`;
+const FIXTURE_C = readFileSync(join(FIXTURES, 'waiter.c'), 'utf8');
 
 function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');

@@ -10,7 +10,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { HANDLER, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { FIXTURES, HANDLER, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+
+/** Every capture without a running daemon says so (and nothing else, here). */
+const NO_DAEMON_WARNING = expect.stringMatching(/^no flight-recorder snapshot: the flightbox daemon is not running/);
 
 const RLIM_INFINITY = '18446744073709551615';
 const ISO_LINE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (debug|info|warn|error) /;
@@ -19,16 +22,7 @@ const ID_RE = /^\d{8}T\d{6}-\d{1,10}-[0-9a-f]{6}$/;
 // ---------------------------------------------------------------------------------------
 // Fixtures: a tiny program that names itself (prctl) and waits forever in a known function.
 
-const FIXTURE_C = `
-#include <unistd.h>
-#include <sys/prctl.h>
-__attribute__((noinline)) void fbx_fixture_wait_here(void) { for (;;) pause(); }
-int main(int argc, char **argv) {
-  if (argc > 1) prctl(PR_SET_NAME, argv[1], 0, 0, 0);
-  fbx_fixture_wait_here();
-  return 0;
-}
-`;
+const FIXTURE_C = readFileSync(join(FIXTURES, 'waiter.c'), 'utf8');
 
 let work: string; // private temp dir for binaries and cores
 let waiter: string; // the compiled fixture
@@ -309,7 +303,8 @@ describe('handler on a real core of a running process', () => {
       pid: p.pid, uid: 1234, gid: 4321, signal: 11, signalName: 'SIGSEGV', comm: 'fbx-live', exe: waiter,
       cmdline: [waiter, 'fbx-live'], rlimitCore: null, hostnameInNamespace: 'fbx-testhost', procVerified: true,
     });
-    expect(m.warnings).toEqual([]);
+    // The only warning: no daemon runs here, so no flight-recorder snapshot.
+    expect(m.warnings).toEqual([NO_DAEMON_WARNING]);
 
     // Every file listed with the size and sha256 it really has.
     verifyFiles(dir, m);
@@ -345,7 +340,7 @@ describe('handler on a real core of a running process', () => {
 
     // Nothing left behind, and the index row agrees.
     expectStagingEmpty(s);
-    expect(row).toMatchObject({ pid: p.pid, uid: 1234, gid: 4321, signal: 11, signalName: 'SIGSEGV', exe: waiter, comm: 'fbx-live', core: 'present', coreSize: coreBytes.length, warnings: 0 });
+    expect(row).toMatchObject({ pid: p.pid, uid: 1234, gid: 4321, signal: 11, signalName: 'SIGSEGV', exe: waiter, comm: 'fbx-live', core: 'present', coreSize: coreBytes.length, warnings: 1 });
     expect(row.time).toBe(new Date(t * 1000).toISOString());
 
     // The store log tells the story, one timestamped line at a time.
@@ -629,7 +624,7 @@ describe('awkward processes and configs', () => {
     expect(bundles.sort()).toEqual(rows.map((x) => x.id).sort());
     for (const row of rows) {
       const m = readJson<ManifestJson>(join(s.root, row.bundle, 'manifest.json'));
-      expect(m.warnings, row.id).toEqual([]);
+      expect(m.warnings, row.id).toEqual([NO_DAEMON_WARNING]);
       expect(m.core.size).toBe(waiterCore.length);
     }
     expectStagingEmpty(s);

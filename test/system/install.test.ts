@@ -48,7 +48,7 @@ describe.skipIf(!IS_ROOT)('flightbox install / uninstall', () => {
     expect(runCli(['--config', store.configPath, 'install']).code).toBe(0);
     const s = runCli(['--config', store.configPath, 'status', '--json']);
     expect(s.code).toBe(0);
-    expect(JSON.parse(s.stdout).active).toBe(true);
+    expect(JSON.parse(s.stdout).handler.active).toBe(true);
 
     const u = runCli(['--config', store.configPath, 'uninstall']);
     expect(u.code, u.stderr).toBe(0);

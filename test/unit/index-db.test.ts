@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FlightboxError } from '../../lib/errors.js';
-import { INDEX_FILE, IndexDb, rowFromManifest, type EventRow } from '../../store/index-db.js';
+import { INDEX_FILE, IndexDb, SCHEMA_VERSION, rowFromManifest, type EventRow } from '../../store/index-db.js';
 import type { Manifest } from '../../store/manifest.js';
 
 let dir: string;
@@ -135,6 +135,7 @@ describe('rowFromManifest', () => {
       signature: '0123456789abcdef',
       signature_text: 'prog SIGABRT f|g|h',
       rule: null,
+      reason: null,
       core_size: 10_000_000,
       core_stored_size: 123_456,
       core_truncated: 1,
@@ -179,11 +180,11 @@ describe('rowFromManifest', () => {
 });
 
 describe('IndexDb: opening', () => {
-  it('creates the file, in WAL mode, at schema version 1', () => {
+  it('creates the file, in WAL mode, at the latest schema version', () => {
     const db = openDb();
     expect(existsSync(path)).toBe(true);
     expect(db.db.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(db.db.pragma('user_version', { simple: true })).toBe(1);
+    expect(db.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     db.insert(row({ time: BASE }));
     expect(existsSync(`${path}-wal`)).toBe(true);
   });
@@ -194,7 +195,7 @@ describe('IndexDb: opening', () => {
     const before = objects();
     a.insert(row({ time: BASE, id: idAt(BASE, 1, 'aaaaaa') }));
     const b = openDb();
-    expect(b.db.pragma('user_version', { simple: true })).toBe(1);
+    expect(b.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(b.db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(ids(b.list())).toEqual([idAt(BASE, 1, 'aaaaaa')]);
     b.insert(row({ time: BASE + 1000, id: idAt(BASE + 1000, 2, 'bbbbbb') }));
@@ -208,7 +209,7 @@ describe('IndexDb: opening', () => {
     a.close();
     const b = openDb();
     expect(b.list()).toHaveLength(1);
-    expect(b.db.pragma('user_version', { simple: true })).toBe(1);
+    expect(b.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     const tables = b.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'events'").get() as { n: number };
     expect(tables.n).toBe(1);
   });

@@ -1,0 +1,207 @@
+// The daemon with its recorders, end to end: real crashes through the kernel get the
+// flight recorder's snapshot in their bundle; SIGUSR1 and `flightbox snapshot` make
+// snapshot events; SIGHUP refuses a broken config; SIGTERM leaves nothing behind; a daemon
+// killed with SIGKILL does not stop crashes from being captured.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLI, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
+
+interface EventJson { id: string; kind: string; pid: number | null; bundle: string; reason: string | null; time: string }
+interface Manifest {
+  kind: string;
+  timeMs: number;
+  reason?: string;
+  recorders?: { name: string; ok: boolean; files: string[]; warnings: string[] }[];
+  warnings: string[];
+  files: { path: string }[];
+}
+
+const METRICS_ONLY = 'recorders:\n  metrics: { interval: 200ms, window: 10s }\n  ftrace: { enabled: false }\n';
+
+function startDaemon(store: TempStore, args: string[] = []): { child: ChildProcess; log: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  return { child, log: () => out, exited };
+}
+
+async function waitRunning(d: { child: ChildProcess; log: () => string }): Promise<void> {
+  await waitFor('the daemon to be running', () => {
+    if (d.child.exitCode !== null) throw new Error(`the daemon exited: ${d.log()}`);
+    return /flightbox is running/.test(d.log());
+  }, 30_000);
+}
+
+function events(store: TempStore, extra: string[] = []): EventJson[] {
+  const r = runCli(['--config', store.configPath, 'list', '--json', ...extra]);
+  if (r.code !== 0) return [];
+  return JSON.parse(r.stdout) as EventJson[];
+}
+
+describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
+  let saved: KernelState;
+  let store: TempStore;
+  let daemon: ReturnType<typeof startDaemon> | undefined;
+  beforeEach(() => {
+    saved = saveKernelState();
+    store = makeTempStore(METRICS_ONLY, '');
+    writeFileSync(store.configPath, readFileSync(store.configPath, 'utf8').replace(/sysctlDropIn: .*/, 'sysctlDropIn: null'));
+  });
+  afterEach(async () => {
+    try {
+      if (daemon && daemon.child.exitCode === null) {
+        daemon.child.kill('SIGTERM');
+        await daemon.exited;
+      }
+    } finally {
+      daemon = undefined;
+      restoreKernelState(saved);
+      store.cleanup();
+    }
+  });
+
+  it('puts the metrics recorded before a crash into the crash bundle', async () => {
+    daemon = startDaemon(store);
+    await waitRunning(daemon);
+    await new Promise((r) => setTimeout(r, 1500)); // a few samples of history
+    const c = await crash(buildCrasher('segv'));
+    expect(c.signal).toBe('SIGSEGV');
+    const e = await waitFor('the crash in the index', () => events(store, ['--pid', String(c.pid)])[0], 60_000);
+    const m = readJson<Manifest>(join(store.root, e.bundle, 'manifest.json'));
+    expect(m.warnings).toEqual([]);
+    const metrics = m.recorders?.find((r) => r.name === 'metrics');
+    expect(metrics?.ok).toBe(true);
+    expect(metrics?.files).toEqual(['recorder/metrics/samples.jsonl', 'recorder/metrics/summary.txt']);
+    const lines = readFileSync(join(store.root, e.bundle, 'recorder/metrics/samples.jsonl'), 'utf8').trim().split('\n');
+    const samples = lines.map((l) => JSON.parse(l) as { t: number });
+    expect(samples.length).toBeGreaterThanOrEqual(5);
+    // The history ends at the crash: frozen before the handler did its work.
+    expect(samples.at(-1)!.t).toBeLessThanOrEqual(m.timeMs + 1000);
+    expect(m.files.map((f) => f.path)).toContain('recorder/metrics/samples.jsonl');
+  });
+
+  it('takes a snapshot event on SIGUSR1 and on `flightbox snapshot --reason`', async () => {
+    daemon = startDaemon(store, ['--no-install']);
+    await waitRunning(daemon);
+    daemon.child.kill('SIGUSR1');
+    await waitFor('the SIGUSR1 snapshot', () => events(store).some((e) => e.kind === 'snapshot' && e.reason === 'SIGUSR1'), 20_000);
+    expect(events(store).filter((e) => e.kind === 'snapshot')).toHaveLength(1);
+
+    const r = runCli(['--config', store.configPath, 'snapshot', '--reason', 'before the deploy']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    const e = events(store).find((x) => x.id === id);
+    expect(e?.kind).toBe('snapshot');
+    expect(e?.reason).toBe('before the deploy');
+    const m = readJson<Manifest>(join(store.root, e!.bundle, 'manifest.json'));
+    expect(m.kind).toBe('snapshot');
+    expect(m.recorders?.map((x) => x.name)).toEqual(['metrics']);
+    expect(existsSync(join(store.root, e!.bundle, 'recorder/metrics/summary.txt'))).toBe(true);
+    const info = runCli(['--config', store.configPath, 'info', id]);
+    expect(info.stdout).toMatch(/Kind: snapshot/);
+
+    const st = runCli(['--config', store.configPath, 'status', '--json']);
+    const status = JSON.parse(st.stdout) as { daemon: { recorders: { name: string; state: string }[] } };
+    expect(status.daemon.recorders).toEqual([expect.objectContaining({ name: 'metrics', state: 'running' })]);
+  });
+
+  it('refuses a broken config on SIGHUP and keeps running; refuses a second daemon', async () => {
+    daemon = startDaemon(store, ['--no-install']);
+    await waitRunning(daemon);
+    const good = readFileSync(store.configPath, 'utf8');
+    writeFileSync(store.configPath, `${good}core:\n  maxSize: lots\n`);
+    daemon.child.kill('SIGHUP');
+    await waitFor('the reload to be refused', () => /Reload refused/.test(daemon!.log()), 10_000);
+    expect(daemon.log()).toMatch(/core\.maxSize: expected a size .* \(.*flightbox\.yaml:\d+\)/);
+    expect(daemon.child.exitCode).toBeNull();
+    writeFileSync(store.configPath, good);
+    const second = runCli(['--config', store.configPath, 'daemon', '--no-install'], { timeout: 20_000 });
+    expect(second.code).not.toBe(0);
+    expect(second.stderr).toMatch(/another flightbox daemon is running/);
+    // The first one still answers.
+    expect(runCli(['--config', store.configPath, 'snapshot']).code).toBe(0);
+  });
+
+  it('stops cleanly on SIGTERM: socket removed, core_pattern restored', async () => {
+    daemon = startDaemon(store);
+    await waitRunning(daemon);
+    expect(readFileSync('/proc/sys/kernel/core_pattern', 'utf8')).toMatch(new RegExp(`^\\|${store.root}/core-handler `));
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim()).toBe(saved.corePattern);
+    expect(existsSync(join(store.root, 'daemon.sock'))).toBe(false);
+  });
+
+  it('a daemon killed with SIGKILL does not stop crashes from being captured', async () => {
+    // The handler stays installed permanently here, as with `flightbox install`.
+    expect(runCli(['--config', store.configPath, 'install']).code).toBe(0);
+    try {
+      daemon = startDaemon(store);
+      await waitRunning(daemon);
+      daemon.child.kill('SIGKILL');
+      await daemon.exited;
+      const c = await crash(buildCrasher('segv'));
+      const e = await waitFor('the crash in the index', () => events(store, ['--pid', String(c.pid)])[0], 60_000);
+      const m = readJson<Manifest>(join(store.root, e.bundle, 'manifest.json'));
+      expect(m.warnings.join('\n')).toMatch(/no flight-recorder snapshot: the flightbox daemon is not running/);
+      expect(m.recorders).toBeUndefined();
+      expect(readdirSync(join(store.root, e.bundle))).toContain('core.zst');
+    } finally {
+      runCli(['--config', store.configPath, 'uninstall']);
+    }
+  });
+
+  it('a crash bundle holds the kernel trace of the crasher: its syscalls, its scheduling, its SIGSEGV', async () => {
+    const instance = `fbxd${process.pid}`;
+    writeFileSync(store.configPath, readFileSync(store.configPath, 'utf8').replace(
+      /  ftrace: \{ enabled: false \}\n/,
+      `  ftrace: { enabled: true, bufferSize: 2MiB, instance: ${instance} }\n`,
+    ));
+    // A unique name, so its events cannot be confused with anything else on the machine.
+    const name = `fbxft${Math.random().toString(36).slice(2, 8)}`;
+    const bin = join(store.dir, name);
+    copyFileSync(buildCrasher('syscalls-segv'), bin);
+    spawnSync('chmod', ['755', bin]);
+    daemon = startDaemon(store);
+    await waitRunning(daemon);
+    expect(existsSync(`/sys/kernel/tracing/instances/${instance}`)).toBe(true);
+    try {
+      const c = await crash(bin);
+      expect(c.signal).toBe('SIGSEGV');
+      const e = await waitFor('the crash in the index', () => events(store, ['--pid', String(c.pid)])[0], 60_000);
+      const m = readJson<Manifest>(join(store.root, e.bundle, 'manifest.json'));
+      const ftrace = m.recorders?.find((r) => r.name === 'ftrace');
+      expect(ftrace?.ok, JSON.stringify(m.recorders)).toBe(true);
+      const dir = join(store.root, e.bundle, 'recorder/ftrace');
+      let text: string;
+      if (existsSync(join(dir, 'trace.dat'))) {
+        const r = spawnSync('trace-cmd', ['report', '-i', join(dir, 'trace.dat')], { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 });
+        expect(r.status, r.stderr).toBe(0);
+        text = r.stdout;
+      } else {
+        text = readFileSync(join(dir, 'trace.txt'), 'utf8');
+      }
+      const lines = text.split('\n');
+      // Task names in the line prefix come from a cache that may be stale: match the pid there.
+      const ofPid = (l: string) => new RegExp(`-${c.pid}\\s+\\[`).test(l);
+      // sched_switch prints "prev_comm=NAME" in the ftrace text and "NAME:PID [prio]" in trace-cmd report.
+      const switches = lines.filter((l) => /sched_switch/.test(l) && [`prev_comm=${name} `, `next_comm=${name} `, `${name}:${c.pid} `].some((x) => l.includes(x)));
+      expect(switches.length).toBeGreaterThan(0);
+      expect(lines.some((l) => ofPid(l) && /sys_enter/.test(l))).toBe(true);
+      const fatal = lines.findIndex((l) => /signal_generate/.test(l) && /sig=11\b/.test(l) && l.includes(`comm=${name} pid=${c.pid}`));
+      expect(fatal).toBeGreaterThanOrEqual(0);
+      // The kernel's traceoff trigger froze the buffer at that signal: little or nothing after it.
+      expect(lines.slice(fatal + 1).filter((l) => l.trim() !== '').length).toBeLessThan(50);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited;
+    }
+    // Nothing left behind in tracefs.
+    expect(existsSync(`/sys/kernel/tracing/instances/${instance}`)).toBe(false);
+  });
+});
