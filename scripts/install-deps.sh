@@ -13,7 +13,7 @@ have gcc || missing+=(gcc)
 have dmesg || missing+=(util-linux)
 have useradd || missing+=(passwd)
 have lttng || missing+=(lttng-tools)
-[ -e /usr/include/lttng/tracepoint.h ] || missing+=(liblttng-ust-dev)
+dpkg -s liblttng-ust-dev >/dev/null 2>&1 || missing+=(liblttng-ust-dev)
 have babeltrace2 || missing+=(babeltrace2)
 have trace-cmd || missing+=(trace-cmd)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CLI, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { CLI, FIXTURES, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
 import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
 
 interface EventJson { id: string; kind: string; pid: number | null; bundle: string; reason: string | null; time: string }
@@ -18,6 +18,9 @@ interface Manifest {
   warnings: string[];
   files: { path: string }[];
 }
+
+/** lttng-tools and the UST headers (CI installs both; without them this one test is skipped). */
+const HAS_LTTNG = existsSync('/usr/bin/lttng') && spawnSync('dpkg', ['-s', 'liblttng-ust-dev'], { stdio: 'ignore' }).status === 0;
 
 const METRICS_ONLY = 'recorders:\n  metrics: { interval: 200ms, window: 10s }\n  ftrace: { enabled: false }\n';
 
@@ -204,4 +207,42 @@ describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
     // Nothing left behind in tracefs.
     expect(existsSync(`/sys/kernel/tracing/instances/${instance}`)).toBe(false);
   });
+
+  it.skipIf(!HAS_LTTNG)(
+    'with lttng: an instrumented process that crashes has its user-space events in its crash bundle; SIGTERM leaves no session',
+    async () => {
+      const session = `fbxd${process.pid}`;
+      writeFileSync(store.configPath, readFileSync(store.configPath, 'utf8').replace(
+        /  ftrace: \{ enabled: false \}\n/,
+        `  ftrace: { enabled: false }\n  lttng: { enabled: true, session: ${session} }\n`,
+      ));
+      // The instrumented test program (tracepoint provider compiled in): tp-app MARKER COUNT INTERVAL_MS.
+      const app = join(store.dir, 'tp-app');
+      const src = join(FIXTURES, 'lttng');
+      const cc = spawnSync('gcc', ['-O0', '-g', `-I${src}`, '-o', app, join(src, 'tp-app.c'), '-llttng-ust', '-ldl'], { encoding: 'utf8' });
+      expect(cc.status, cc.stderr).toBe(0);
+      daemon = startDaemon(store);
+      await waitRunning(daemon);
+      // This machine loads no lttng-modules: the recorder says so and records user space.
+      expect(daemon.log()).toMatch(/Recorder lttng: running .*kernel tracing unavailable/);
+      expect(spawnSync('lttng', ['list'], { encoding: 'utf8' }).stdout).toContain(session);
+      const marker = `fbx${Math.random().toString(36).slice(2, 8)}`;
+      const c = await crash(app, [marker, '1000000', '5'], { killWith: 'SIGSEGV', killAfterMs: 1500 });
+      expect(c.signal).toBe('SIGSEGV');
+      const e = await waitFor('the crash in the index', () => events(store, ['--pid', String(c.pid)])[0], 60_000);
+      const m = readJson<Manifest>(join(store.root, e.bundle, 'manifest.json'));
+      const lt = m.recorders?.find((x) => x.name === 'lttng');
+      expect(lt?.ok, JSON.stringify(m.recorders)).toBe(true);
+      expect(lt?.files.some((f) => f.startsWith('recorder/lttng/ctf/'))).toBe(true);
+      const bt = spawnSync('babeltrace2', [join(store.root, e.bundle, 'recorder/lttng/ctf')], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+      expect(bt.status, bt.stderr).toBe(0);
+      const ticks = bt.stdout.split('\n').filter((l) => l.includes('flightbox_test:tick') && l.includes(marker));
+      expect(ticks.length).toBeGreaterThan(10);
+      expect(ticks[0]).toContain(`vpid = ${c.pid}`);
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+      const after = spawnSync('lttng', ['list'], { encoding: 'utf8' });
+      expect(after.stdout + after.stderr).not.toContain(session);
+    },
+  );
 });
