@@ -1,6 +1,6 @@
 // Turning commander's action arguments and filter flags into typed values.
 import type { Command } from 'commander';
-import { parseSignal } from '../handler/core-args.js';
+import { parseSignal } from '../lib/signals.js';
 import { FlightboxError } from '../lib/errors.js';
 import type { EventFilter, EventRow } from '../store/index-db.js';
 import type { Store } from '../store/store.js';
@@ -31,6 +31,8 @@ export interface FilterOptions {
   uid?: string;
   signal?: string;
   signature?: string;
+  rule?: string;
+  kind?: string;
   lines?: string;
   reverse?: boolean;
 }
@@ -54,6 +56,11 @@ export function filterFrom(o: FilterOptions, now = Date.now()): EventFilter {
   if (o.signature !== undefined) {
     if (!/^[0-9a-f]{1,64}$/.test(o.signature)) throw new FlightboxError('USAGE', `--signature: expected hex digits, got ${JSON.stringify(o.signature)}`);
     f.signature = o.signature;
+  }
+  if (o.rule !== undefined) f.rule = o.rule;
+  if (o.kind !== undefined) {
+    if (o.kind !== 'crash' && o.kind !== 'snapshot') throw new FlightboxError('USAGE', `--kind: expected crash or snapshot, got ${JSON.stringify(o.kind)}`);
+    f.kind = o.kind;
   }
   if (o.lines !== undefined) {
     f.limit = intArg(o.lines, '-n');

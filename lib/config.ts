@@ -6,6 +6,8 @@ import { isAbsolute } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Document } from 'yaml';
 import { errnoCode, messageOf } from './errors.js';
+import { DEFAULT_RULE_COOLDOWN_MS, DEFAULT_RULE_MAX_PER_DAY, type Rule } from './rules.js';
+import { parseRules } from './rules-config.js';
 import { parseDuration, parseSize } from './units.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/flightbox/flightbox.yaml';
@@ -60,6 +62,8 @@ export interface Config {
       session: string;
     };
   };
+  /** trigger rules (lib/rules-config.ts validates them) */
+  rules: Rule[];
 }
 
 export interface ConfigIssue {
@@ -102,6 +106,7 @@ export function defaultConfig(): Config {
         session: 'flightbox',
       },
     },
+    rules: [],
   };
 }
 
@@ -280,9 +285,16 @@ function validate(
       const key = String((pair.key as { value?: unknown })?.value ?? pair.key);
       const full = prefix ? `${prefix}.${key}` : key;
       const keyLine = lineOf((pair.key as { range?: [number] })?.range?.[0]);
+      if (!prefix && key === 'rules') {
+        // A list of rules, not options: validated from the YAML nodes for per-item lines.
+        const parsed = parseRules(pair.value, { file, lineOf });
+        config.rules = parsed.rules;
+        errors.push(...parsed.errors);
+        continue;
+      }
       const entry = schema[key];
       if (entry === undefined) {
-        const known = Object.keys(schema).map((k) => (prefix ? `${prefix}.${k}` : k)).join(', ');
+        const known = [...Object.keys(schema), ...(prefix ? [] : ['rules'])].map((k) => (prefix ? `${prefix}.${k}` : k)).join(', ');
         errors.push({ key: full, message: `${prefix ? 'unknown option' : 'unknown section'} (known: ${known})`, file, line: keyLine });
         continue;
       }
@@ -353,6 +365,21 @@ export function defaultsYaml(): string {
     `    subbufSize: ${d.recorders.lttng.subbufSizeBytes / 1024}KiB`,
     `    numSubbuf: ${d.recorders.lttng.numSubbuf}`,
     `    session: ${d.recorders.lttng.session}`,
+    '# Trigger rules: when something happens, take a snapshot, collect command output, mail.',
+    '# One source per rule (threshold, log, kmsg, signal, crash, manual); each rule has a',
+    `# cooldown (default ${DEFAULT_RULE_COOLDOWN_MS / 60_000}m) and a daily cap (maxPerDay, default ${DEFAULT_RULE_MAX_PER_DAY}). None by default; for example:`,
+    '# rules:',
+    '#   - name: mysqld-rss',
+    '#     when: { threshold: { metric: process.rss, process: { name: mysqld }, above: 2GiB, for: 30s } }',
+    "#     do: [snapshot, { collect: ['ps auxf', dmesg] }, { mail: { to: [oncall@example.com] } }]",
+    '#     cooldown: 10m',
+    '#   - name: api-errors',
+    "#     when: { log: { path: /var/log/app.log, match: 'ERROR (?<code>\\d+)' } }",
+    '#     do: [snapshot]',
+    '#   - name: by-hand',
+    '#     when: manual               # flightbox trigger by-hand',
+    '#     do: [snapshot, { start: ftrace }]',
+    'rules: []',
     '',
   ].join('\n');
 }
