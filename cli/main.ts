@@ -33,7 +33,9 @@ const filters = (cmd: Command) =>
     .option('--pid <pid>', 'process id')
     .option('--uid <uid>', 'user id')
     .option('--signal <sig>', 'signal name or number (SIGSEGV, segv, 11)')
-    .option('--signature <hash>', 'crash signature (or a prefix of it)');
+    .option('--signature <hash>', 'crash signature (or a prefix of it)')
+    .option('--rule <name>', 'snapshots taken by this rule')
+    .option('--kind <kind>', 'crash or snapshot');
 
 filters(program.command('list').alias('ls').description('list recorded events, oldest first'))
   .option('-n, --lines <n>', 'only the newest N events')
@@ -82,6 +84,11 @@ program.command('snapshot').description("ask the daemon to save every recorder's
   .option('--reason <text>', 'why (kept with the event)')
   .option('--json', 'print the id, bundle and warnings as JSON')
   .action(lazy(() => import('./commands/snapshot.js')));
+
+program.command('trigger').description('fire a rule now, as if its condition had matched (cooldown and maxPerDay apply)')
+  .argument('<rule>', 'the rule name')
+  .option('--json', 'print the result as JSON')
+  .action(lazy(() => import('./commands/trigger.js')));
 
 program.command('daemon').description('run the service in the foreground; as root, installs the handler for as long as it runs')
   .option('--no-install', 'do not install the core_pattern handler')

@@ -11,7 +11,7 @@ export const CONTROL_REQUEST_TIMEOUT_MS = 60_000;
 
 export type ControlHandler = (req: ControlRequest) => Promise<Record<string, unknown>>;
 
-const OPS = new Set(['ping', 'status', 'freeze', 'thaw', 'snapshot-into', 'snapshot']);
+const OPS = new Set(['ping', 'status', 'freeze', 'thaw', 'snapshot-into', 'snapshot', 'trigger', 'crash']);
 
 /** Validate the shape of a request from the socket (root-only, but still parse defensively). */
 export function parseControlRequest(line: string): ControlRequest {
@@ -35,6 +35,8 @@ export function parseControlRequest(line: string): ControlRequest {
     case 'freeze': return { op: 'freeze', reason: str('reason') };
     case 'thaw': return { op: 'thaw', reason: str('reason') };
     case 'snapshot': return { op: 'snapshot', reason: str('reason') };
+    case 'trigger': return { op: 'trigger', rule: str('rule', 64) };
+    case 'crash': return { op: 'crash', id: str('id', 64) };
     case 'snapshot-into': {
       if (typeof r.thaw !== 'boolean') throw new Error('thaw must be true or false');
       return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw };

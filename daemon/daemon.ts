@@ -13,8 +13,14 @@ import { handlerStatus, installHandler, uninstallHandler } from '../handler/inst
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { MANIFEST_VERSION, hostInfo, type Manifest, type RecorderSummary } from '../store/manifest.js';
 import { STAGING_DIR, Store } from '../store/store.js';
+import type { Firing, Rule } from '../lib/rules.js';
+import { readManifest } from '../store/manifest.js';
+import { collectInto, eventEnv, runBounded, splitCommand, MAX_EXEC_OUTPUT_BYTES } from './commands.js';
 import { ControlServer } from './control-server.js';
 import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
+import { TriggerRunner } from './trigger-runner.js';
+import type { EngineState } from '../triggers/engine.js';
+import type { RecorderName } from '../recorder/recorder.js';
 
 export const DAEMON_HOUSEKEEPING_INTERVAL_MS = 60_000;
 export const RECORDER_HEALTH_INTERVAL_MS = 5_000;
@@ -46,6 +52,7 @@ export class Daemon {
   readonly #log: Logger;
   readonly #out: (line: string) => void;
   #recorders: RecorderSet;
+  #triggers: TriggerRunner;
   #control: ControlServer | null = null;
   #timers: NodeJS.Timeout[] = [];
   #installedHere = false;
@@ -59,6 +66,11 @@ export class Daemon {
     this.#store = new Store(this.#cfg.store.root, { create: true, busyTimeoutMs: this.#cfg.store.busyTimeoutMs });
     this.#log = createLogger({ file: this.#store.logFile, component: 'daemon' });
     this.#recorders = this.#newRecorderSet(this.#cfg);
+    this.#triggers = this.#newTriggerRunner(this.#cfg.rules);
+  }
+
+  #newTriggerRunner(rules: readonly Rule[], state?: EngineState): TriggerRunner {
+    return new TriggerRunner(rules, { log: this.#log, fire: (f, rule) => this.#fire(f, rule), state });
   }
 
   #newRecorderSet(cfg: Config): RecorderSet {
@@ -79,6 +91,8 @@ export class Daemon {
     await this.#control.listen();
     await this.#recorders.start();
     for (const s of this.#recorders.status()) this.#out(`Recorder ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`);
+    await this.#triggers.start();
+    if (this.#cfg.rules.length > 0) this.#out(`Rules: ${this.#cfg.rules.map((r) => `${r.name} (${r.when.kind})`).join(', ')}`);
 
     if (this.#opts.install) {
       if (process.getuid?.() !== 0) {
@@ -122,6 +136,28 @@ export class Daemon {
         const r = await this.snapshot(req.reason);
         return { id: r.id, bundle: r.bundleDir, warnings: r.warnings };
       }
+      case 'trigger': {
+        if (!this.#triggers.hasRule(req.rule)) {
+          const names = this.#triggers.rules.map((r) => r.name);
+          throw new Error(`no rule named ${JSON.stringify(req.rule)} (${names.length ? `rules: ${names.join(', ')}` : 'no rules are configured'})`);
+        }
+        const r = await this.#triggers.feed({ kind: 'manual', rule: req.rule, t: Date.now() });
+        const s = r.suppressed[0];
+        if (r.fired.length === 0 && s) throw new Error(`rule ${req.rule} is suppressed (${s.why})`);
+        const f = r.fired[0];
+        if (f?.error) throw new Error(`rule ${req.rule} fired but its actions failed: ${f.error}`);
+        return { id: f?.id ?? null };
+      }
+      case 'crash': {
+        if (!isBundleId(req.id)) throw new Error('bad event id');
+        const m = readManifest(this.#store.bundleDir(req.id));
+        if (m.kind !== 'crash' || !m.process) throw new Error(`${req.id} is not a crash`);
+        void this.#triggers.feed({
+          kind: 'crash', t: m.timeMs, id: m.id, exe: m.process.exe, signal: m.process.signal,
+          signature: m.signature?.hash ?? null, uid: m.process.uid,
+        });
+        return {};
+      }
       case 'snapshot-into': {
         const dir = this.#checkStagingTarget(req.dir);
         mkdirSync(dir, { mode: 0o700 });
@@ -155,21 +191,45 @@ export class Daemon {
   }
 
   /** A snapshot event of its own: freeze, snapshot every recorder into a new bundle, thaw, index. */
-  async snapshot(reason: string, rule: string | null = null): Promise<{ id: string; bundleDir: string; warnings: string[] }> {
+  snapshot(reason: string): Promise<{ id: string; bundleDir: string; warnings: string[] }> {
+    return this.recordEvent({ reason, rule: null, recorders: null });
+  }
+
+  /**
+   * Record a snapshot event: the recorders' snapshots (all, some, or none: `false`), the output
+   * of `collect` commands, a rule's labels and planned actions; published and indexed.
+   */
+  async recordEvent(opts: {
+    reason: string;
+    rule: string | null;
+    labels?: Record<string, string>;
+    recorders: readonly string[] | null | false;
+    collect?: { commands: string[]; timeoutMs: number } | null;
+    actions?: string[];
+  }): Promise<{ id: string; bundleDir: string; warnings: string[] }> {
     const t0 = Date.now();
     const id = makeBundleId(new Date(t0), 0);
     const staging = this.#store.createStaging(id);
-    let snaps: RecorderSnapshot[];
-    await this.#recorders.freeze();
-    try {
-      const dir = join(staging, 'recorder');
-      mkdirSync(dir, { mode: 0o700 });
-      snaps = await this.#recorders.snapshotInto(dir, t0 + this.#cfg.daemon.snapshotDeadlineMs);
-    } finally {
-      await this.#recorders.thaw();
+    let snaps: RecorderSnapshot[] = [];
+    const warnings: string[] = [];
+    if (opts.recorders !== false) {
+      await this.#recorders.freeze();
+      try {
+        const dir = join(staging, 'recorder');
+        mkdirSync(dir, { mode: 0o700 });
+        snaps = await this.#recorders.snapshotInto(dir, t0 + this.#cfg.daemon.snapshotDeadlineMs, opts.recorders);
+      } finally {
+        await this.#recorders.thaw();
+      }
+      warnings.push(...snaps.flatMap((s) => s.warnings));
+      if (snaps.length === 0) warnings.push('no recorder is running: the snapshot is empty');
     }
-    const warnings = snaps.flatMap((s) => s.warnings);
-    if (snaps.length === 0) warnings.push('no recorder is running: the snapshot is empty');
+    if (opts.collect && opts.collect.commands.length > 0) {
+      const dir = join(staging, 'collected');
+      mkdirSync(dir, { mode: 0o700 });
+      const c = await collectInto(dir, opts.collect.commands, opts.collect.timeoutMs);
+      warnings.push(...c.warnings);
+    }
     const manifest: Manifest = {
       version: MANIFEST_VERSION,
       id,
@@ -183,8 +243,10 @@ export class Daemon {
       backtrace: null,
       signature: null,
       modules: [],
-      rule,
-      reason,
+      rule: opts.rule,
+      reason: opts.reason,
+      ...(opts.labels && Object.keys(opts.labels).length > 0 ? { labels: opts.labels } : {}),
+      ...(opts.actions ? { actions: opts.actions } : {}),
       recorders: recorderSummaries(snaps),
       warnings,
       timings: { totalMs: Date.now() - t0 },
@@ -193,8 +255,85 @@ export class Daemon {
     };
     const r = this.#store.finishBundle(staging, manifest);
     this.#snapshots++;
-    this.#log.info({ id, reason, ms: Date.now() - t0, warnings: warnings.length }, 'Snapshot taken');
+    this.#log.info({ id, rule: opts.rule ?? '', reason: opts.reason, ms: Date.now() - t0, warnings: warnings.length }, 'Snapshot taken');
     return { id, bundleDir: r.bundleDir, warnings };
+  }
+
+  /**
+   * A rule fired. Its event is recorded first (recorder snapshots and collected output in
+   * one bundle); then the other actions run in order with the event in their environment.
+   * A crash rule without snapshot or collect adds actions to the crash event itself.
+   */
+  async #fire(f: Firing, rule: Rule): Promise<string | null> {
+    const snapshot = rule.do.find((a) => a.kind === 'snapshot');
+    const collects = rule.do.flatMap((a) => (a.kind === 'collect' ? [a] : []));
+    const describe = rule.do.map((a) => {
+      switch (a.kind) {
+        case 'snapshot': return a.recorders ? `snapshot ${a.recorders.join(',')}` : 'snapshot';
+        case 'collect': return `collect ${a.commands.length} command(s)`;
+        case 'exec': return `exec ${a.argv[0]}`;
+        case 'mail': return `mail ${a.to.join(',')}`;
+        case 'start-recorder': return `start ${a.recorder}`;
+        case 'stop-recorder': return `stop ${a.recorder}`;
+      }
+    });
+    let id: string | null = null;
+    let bundle = '';
+    if (rule.when.kind === 'crash' && !snapshot && collects.length === 0) {
+      id = f.labels.id ?? null;
+      bundle = id ? this.#store.bundleDir(id) : '';
+    } else {
+      const r = await this.recordEvent({
+        reason: f.reason,
+        rule: rule.name,
+        labels: f.labels,
+        recorders: snapshot && snapshot.kind === 'snapshot' ? snapshot.recorders : false,
+        collect: collects.length > 0
+          ? { commands: collects.flatMap((c) => c.commands), timeoutMs: Math.max(...collects.map((c) => c.timeoutMs)) }
+          : null,
+        actions: describe,
+      });
+      id = r.id;
+      bundle = r.bundleDir;
+    }
+    for (const a of rule.do) {
+      switch (a.kind) {
+        case 'exec': {
+          let out = '';
+          const r = await runBounded(a.argv, {
+            timeoutMs: a.timeoutMs,
+            maxBytes: MAX_EXEC_OUTPUT_BYTES,
+            env: eventEnv({ id: id ?? '', rule: rule.name, reason: f.reason, bundle, labels: f.labels }),
+            sink: (d) => { out += d.toString('utf8'); },
+          });
+          const level = r.exitCode === 0 ? 'info' : 'warn';
+          this.#log[level]({ rule: rule.name, id: id ?? '', exit: r.exitCode ?? r.signal ?? r.error ?? '?', ms: r.durationMs },
+            'exec %s: %s', a.argv[0], out.trim().slice(0, 2000));
+          break;
+        }
+        case 'mail':
+          // Delivery is the notify stage's job (outbox, retries); until it exists the action is only logged.
+          this.#log.warn({ rule: rule.name, id: id ?? '', to: a.to.join(',') }, 'mail action not sent: mail delivery is not configured in this version');
+          break;
+        case 'start-recorder':
+          this.#log.info({ rule: rule.name }, 'Rule %s: %s', rule.name, await this.#recorders.startRecorder(a.recorder as RecorderName));
+          break;
+        case 'stop-recorder':
+          this.#log.info({ rule: rule.name }, 'Rule %s: %s', rule.name, await this.#recorders.stopRecorder(a.recorder as RecorderName));
+          break;
+        default:
+          break;
+      }
+    }
+    return id;
+  }
+
+  handlesSignal(signal: 'SIGUSR1' | 'SIGUSR2'): boolean {
+    return this.#triggers.handlesSignal(signal);
+  }
+
+  async signal(signal: 'SIGUSR1' | 'SIGUSR2'): Promise<void> {
+    await this.#triggers.feed({ kind: 'signal', signal, t: Date.now() });
   }
 
   status(): Record<string, unknown> {
@@ -206,6 +345,7 @@ export class Daemon {
       handlerInstalledHere: this.#installedHere,
       snapshotsTaken: this.#snapshots,
       recorders: this.#recorders.status(),
+      rules: this.#triggers.status(),
       config: this.#cfg.source,
     };
   }
@@ -231,10 +371,13 @@ export class Daemon {
       this.#log.warn({ file: path }, '%s', msg);
       return;
     }
+    await this.#triggers.stop();
     await this.#recorders.stop();
     this.#cfg = next;
     this.#recorders = this.#newRecorderSet(next);
     await this.#recorders.start();
+    this.#triggers = this.#newTriggerRunner(next.rules, this.#triggers.state);
+    await this.#triggers.start();
     this.#out(`Reloaded ${path}.`);
     this.#log.info({ file: path }, 'Configuration reloaded');
   }
@@ -243,6 +386,7 @@ export class Daemon {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     await this.#control?.close();
+    await this.#triggers.stop();
     await this.#recorders.stop();
     if (this.#installedHere) {
       const r = uninstallHandler(this.#cfg);
@@ -262,16 +406,23 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let resolveStop: (why: string) => void = () => {};
   const stopped = new Promise<string>((r) => { resolveStop = r; });
   const onTerm = (sig: string) => () => resolveStop(sig);
+  // SIGUSR1 takes a snapshot unless rules claim it; SIGUSR2 belongs to rules only.
   const onUsr1 = () => {
+    if (daemon.handlesSignal('SIGUSR1')) return void daemon.signal('SIGUSR1');
     daemon.snapshot('SIGUSR1').then(
       (r) => out(`Snapshot ${r.id} taken (SIGUSR1).`),
       (err: unknown) => out(`Snapshot on SIGUSR1 failed: ${messageOf(err)}`),
     );
   };
+  const onUsr2 = () => {
+    if (!daemon.handlesSignal('SIGUSR2')) out('SIGUSR2: no rule listens for it; ignored.');
+    else void daemon.signal('SIGUSR2');
+  };
   const onHup = () => { daemon.reload().catch((err: unknown) => out(`Reload failed: ${messageOf(err)}`)); };
   process.on('SIGINT', onTerm('SIGINT'));
   process.on('SIGTERM', onTerm('SIGTERM'));
   process.on('SIGUSR1', onUsr1);
+  process.on('SIGUSR2', onUsr2);
   process.on('SIGHUP', onHup);
   try {
     await daemon.start();
@@ -283,5 +434,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   out(`Stopping (${why})...`);
   await daemon.stop(why);
   process.off('SIGUSR1', onUsr1);
+  process.off('SIGUSR2', onUsr2);
   process.off('SIGHUP', onHup);
 }

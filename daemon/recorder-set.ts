@@ -26,6 +26,8 @@ export interface RecorderSnapshot {
 
 interface Entry {
   name: RecorderName;
+  /** stopped on purpose (a rule's stop action): not restarted by the health check */
+  stoppedByRule: boolean;
   recorder: Recorder | null;
   unavailable: string | null;
   error: string | null;
@@ -118,7 +120,7 @@ export class RecorderSet {
     this.#stopped = false;
     const names = enabledRecorders(this.#cfg, this.#opts.root ?? process.getuid?.() === 0);
     await Promise.all(names.map((name) => {
-      const e: Entry = { name, recorder: null, unavailable: null, error: null, attempts: 0, restartTimer: null };
+      const e: Entry = { name, stoppedByRule: false, recorder: null, unavailable: null, error: null, attempts: 0, restartTimer: null };
       this.#entries.set(name, e);
       return this.#startOne(e);
     }));
@@ -157,7 +159,7 @@ export class RecorderSet {
   /** Restart recorders that report themselves failed. Called periodically by the daemon. */
   async checkHealth(): Promise<void> {
     for (const e of this.#entries.values()) {
-      if (e.recorder && !e.restartTimer && e.recorder.status().state === 'failed') {
+      if (e.recorder && !e.stoppedByRule && !e.restartTimer && e.recorder.status().state === 'failed') {
         e.error = e.recorder.status().error ?? 'failed';
         this.#opts.log.warn({ recorder: e.name }, 'Recorder %s failed, restarting: %s', e.name, e.error);
         try { await e.recorder.stop(); } catch { /* best effort */ }
@@ -167,7 +169,32 @@ export class RecorderSet {
   }
 
   #running(): Recorder[] {
-    return [...this.#entries.values()].flatMap((e) => (e.recorder && !e.unavailable && !e.error ? [e.recorder] : []));
+    return [...this.#entries.values()].flatMap((e) => (e.recorder && !e.stoppedByRule && !e.unavailable && !e.error ? [e.recorder] : []));
+  }
+
+  /** A rule's start action: (re)start a recorder, also one the config leaves disabled. */
+  async startRecorder(name: RecorderName): Promise<string> {
+    let e = this.#entries.get(name);
+    if (e && e.recorder && !e.stoppedByRule && !e.error && !e.unavailable) return `${name} is already running`;
+    if (!e) {
+      e = { name, stoppedByRule: false, recorder: null, unavailable: null, error: null, attempts: 0, restartTimer: null };
+      this.#entries.set(name, e);
+    }
+    e.stoppedByRule = false;
+    e.unavailable = null;
+    await this.#startOne(e);
+    return e.unavailable ?? e.error ?? `${name} started`;
+  }
+
+  /** A rule's stop action: stop a recorder until a start action or a reload. */
+  async stopRecorder(name: RecorderName): Promise<string> {
+    const e = this.#entries.get(name);
+    if (!e || !e.recorder || e.stoppedByRule) return `${name} is not running`;
+    e.stoppedByRule = true;
+    if (e.restartTimer) clearTimeout(e.restartTimer);
+    e.restartTimer = null;
+    await e.recorder.stop();
+    return `${name} stopped`;
   }
 
   async freeze(): Promise<RecorderName[]> {
@@ -209,14 +236,14 @@ export class RecorderSet {
    * (freeze() first); the first call in a freeze epoch takes the snapshots, later calls
    * link the same files.
    */
-  async snapshotInto(dir: string, deadline: number): Promise<RecorderSnapshot[]> {
+  async snapshotInto(dir: string, deadline: number, only: readonly string[] | null = null): Promise<RecorderSnapshot[]> {
     if (this.#freezeCount === 0) throw new Error('snapshotInto needs the recorders frozen');
     const epoch = this.#epoch;
     if (!this.#epochSnapshot) {
       const cache = join(this.#opts.workDir, 'epochs', String(epoch));
       this.#epochSnapshot = this.#takeSnapshots(cache, deadline);
     }
-    const shared = await this.#epochSnapshot;
+    const shared = (await this.#epochSnapshot).filter((s) => only === null || only.includes(s.name));
     return shared.map((s) => {
       const target = join(dir, s.name);
       try {
@@ -233,8 +260,9 @@ export class RecorderSet {
     const results = await Promise.all([...this.#entries.values()].map(async (e): Promise<RecorderSnapshot> => {
       const dir = join(cache, e.name);
       const base = { name: e.name, dir, files: [] as string[], from: null, to: null };
-      if (!e.recorder || e.unavailable || e.error) {
-        return { ...base, ok: false, warnings: [`${e.name} recorder is not running: ${e.unavailable ?? e.error ?? 'stopped'}`] };
+      if (!e.recorder || e.stoppedByRule || e.unavailable || e.error) {
+        const why = e.stoppedByRule ? 'stopped by a rule' : e.unavailable ?? e.error ?? 'stopped';
+        return { ...base, ok: false, warnings: [`${e.name} recorder is not running: ${why}`] };
       }
       mkdirSync(dir, { mode: 0o700 });
       const t0 = Date.now();
@@ -249,9 +277,10 @@ export class RecorderSet {
     return results;
   }
 
-  status(): (RecorderStatus | { name: RecorderName; state: 'unavailable' | 'failed'; detail: string; error: string | null })[] {
+  status(): (RecorderStatus | { name: RecorderName; state: 'unavailable' | 'failed' | 'stopped'; detail: string; error: string | null })[] {
     return [...this.#entries.values()].map((e) => {
       if (e.unavailable) return { name: e.name, state: 'unavailable' as const, detail: e.unavailable, error: null };
+      if (e.stoppedByRule) return { name: e.name, state: 'stopped' as const, detail: 'stopped by a rule', error: null };
       if (!e.recorder || e.error) return { name: e.name, state: 'failed' as const, detail: 'restarting with backoff', error: e.error };
       return e.recorder.status();
     });

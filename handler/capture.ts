@@ -28,6 +28,8 @@ import { crashSignature, crashingThread } from './signature.js';
 
 /** Extra time the handler gives the daemon beyond the snapshot deadline to answer. */
 export const SNAPSHOT_ANSWER_SLACK_MS = 2000;
+/** How long the handler waits for the daemon to take note of a published crash. */
+export const CRASH_NOTICE_TIMEOUT_MS = 2000;
 
 export interface CaptureOptions {
   config: Config;
@@ -340,6 +342,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const ix = store.finishBundle(staging, manifest);
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
+  // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.
+  if (frozen) {
+    try {
+      await controlRequest(socket, { op: 'crash', id }, CRASH_NOTICE_TIMEOUT_MS);
+    } catch (err) {
+      log.warn({ id }, 'Could not tell the daemon about the crash, its crash rules will not run: %s', messageOf(err));
+    }
+  }
   log.info(
     { id, signature: signature.text, core: core.file ?? 'none', warnings: warnings.length, totalMs: now() - t0 },
     'Crash of %s saved', escapeControl(proc.meta.exe ?? proc.meta.comm ?? '?'),

@@ -12,7 +12,9 @@ export type ControlRequest =
   | { op: 'freeze'; reason: string }
   | { op: 'thaw'; reason: string }
   | { op: 'snapshot-into'; dir: string; reason: string; thaw: boolean }
-  | { op: 'snapshot'; reason: string };
+  | { op: 'snapshot'; reason: string }
+  | { op: 'trigger'; rule: string }
+  | { op: 'crash'; id: string };
 
 export type ControlResponse = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 

@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   INSTALL_FAILED: { exit: 1, what: 'install failed' },
   TOOL_MISSING: { exit: 69, what: 'a required program is missing' },
   DAEMON_UNAVAILABLE: { exit: 69, what: 'the daemon is not running' },
+  RATE_LIMITED: { exit: 75, what: 'suppressed by cooldown or maxPerDay' },
   INTERNAL: { exit: 1, what: 'internal error' },
 } as const;
 

@@ -63,7 +63,8 @@ const MIGRATIONS: readonly string[] = [
             (SELECT e2.id FROM events e2 WHERE e2.signature = e.signature ORDER BY e2.time DESC LIMIT 1) AS last_id
      FROM events e WHERE kind = 'crash' AND signature IS NOT NULL GROUP BY signature;`,
   `ALTER TABLE events ADD COLUMN reason TEXT;
-   CREATE INDEX events_kind_time ON events(kind, time);`,
+   CREATE INDEX events_kind_time ON events(kind, time);
+   CREATE INDEX events_rule_time ON events(rule, time);`,
 ];
 
 /** The schema version an index has after all migrations (PRAGMA user_version). */
@@ -113,6 +114,7 @@ export interface EventFilter {
   signal?: number;
   signature?: string;
   kind?: 'crash' | 'snapshot';
+  rule?: string;
   /** the newest N (still returned oldest first unless reverse) */
   limit?: number;
   reverse?: boolean;
@@ -261,6 +263,7 @@ export class IndexDb {
     if (f.since !== undefined) { where.push('time >= @since'); params.since = f.since; }
     if (f.until !== undefined) { where.push('time <= @until'); params.until = f.until; }
     if (f.kind) { where.push('kind = @kind'); params.kind = f.kind; }
+    if (f.rule !== undefined) { where.push('rule = @rule'); params.rule = f.rule; }
     if (f.pid !== undefined) { where.push('pid = @pid'); params.pid = f.pid; }
     if (f.uid !== undefined) { where.push('uid = @uid'); params.uid = f.uid; }
     if (f.signal !== undefined) { where.push('signal = @signal'); params.signal = f.signal; }

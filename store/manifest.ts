@@ -93,6 +93,10 @@ export interface Manifest {
   rule: string | null;
   /** why a snapshot was taken ("SIGUSR1", "flightbox snapshot --reason ...") */
   reason?: string | null;
+  /** a rule's labels: named groups of a matched line, the pid of a threshold, the crash id… */
+  labels?: Record<string, string>;
+  /** the actions the rule asked for, in order ("snapshot", "collect", "exec /usr/local/bin/hook", "mail a@b") */
+  actions?: string[];
   /** the flight-recorder snapshots in recorder/<name>/ */
   recorders?: RecorderSummary[];
   warnings: string[];

@@ -60,6 +60,11 @@ export async function run(...args: unknown[]): Promise<number> {
     const lost = r.eventsLost ? `, ${r.eventsLost} events lost` : '';
     lines.push(`  ${r.name.padEnd(8)} ${r.state}${buf}${lost}${r.detail ? ` — ${r.detail}` : ''}${r.error ? ` (error: ${r.error})` : ''}`);
   }
+  const rules = (daemon?.rules as { name: string; when: string; fired: number; suppressed: number; lastFired: string | null; lastError: string | null }[] | undefined) ?? [];
+  if (rules.length > 0) lines.push('Rules:');
+  for (const r of rules) {
+    lines.push(`  ${r.name.padEnd(16)} ${r.when.padEnd(9)} fired ${r.fired}, suppressed ${r.suppressed}${r.lastFired ? `, last ${r.lastFired}` : ''}${r.lastError ? ` (error: ${r.lastError})` : ''}`);
+  }
   lines.push(
     `Store:           ${config.store.root}${store ? ` — ${store.crashes} crashes, ${store.snapshots} snapshots, ${formatSize(store.bytes)}${store.newest ? `, newest ${formatTime(store.newest)}` : ''}` : ' (empty or unreadable)'}`,
     `Config:          ${config.source ?? `${path} (absent: embedded defaults)`}`,
