@@ -66,6 +66,28 @@ program.command('groups').description('crashes grouped by signature: count, firs
   .option('--json', 'a JSON array')
   .action(lazy(() => import('./commands/groups.js')));
 
+program.command('export').description('write an event bundle as an archive: .tar.gz or .zip, chosen by the extension')
+  .argument('<id>', 'event id, or a unique prefix of one')
+  .requiredOption('-o, --output <file>', 'the archive to write (FILE.tar.gz, FILE.tgz or FILE.zip)')
+  .option('--no-core', 'leave the core dump out')
+  .option('--redact', 'drop environ and mask secrets in the command line')
+  .option('-f, --force', 'overwrite the output file if it exists')
+  .action(lazy(() => import('./commands/export.js')));
+
+program.command('import').description('add a bundle exported on another host to this store and its index')
+  .argument('<file>', 'an archive made by flightbox export')
+  .action(lazy(() => import('./commands/import.js')));
+
+program.command('mail').description('mail an event now (summary, and the archive when small enough)')
+  .argument('<id>', 'event id, or a unique prefix of one')
+  .requiredOption('--to <address...>', 'recipients')
+  .action(lazy(() => import('./commands/mail.js')));
+
+program.command('outbox').description('mail waiting to be sent, and mail that failed, with the last error')
+  .option('--json', 'as JSON')
+  .option('--all', 'also mail already sent')
+  .action(lazy(() => import('./commands/outbox.js')));
+
 program.command('reindex').description('rebuild the index from the bundles on disk')
   .action(lazy(() => import('./commands/reindex.js')));
 
