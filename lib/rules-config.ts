@@ -764,7 +764,7 @@ export function formatMetricValue(metric: string, v: number): string {
 // units.formatSize prints 2 GiB as "2.0 GiB"; a threshold written 2GiB reads better as "2 GiB".
 function formatBytes(v: number): string {
   for (const [unit, f] of [['TiB', 1024 ** 4], ['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
-    if (v >= f && v % f === 0) return `${v / f} ${unit}`;
+    if (v >= f && v % f === 0 && v / f < 1024) return `${v / f} ${unit}`;
   }
   return formatSize(v);
 }
