@@ -29,9 +29,44 @@ export const DEFAULT_FTRACE_EVENTS: readonly string[] = [
 ];
 export const DEFAULT_LTTNG_SUBBUF_BYTES = 512 * 1024;
 export const DEFAULT_LTTNG_NUM_SUBBUF = 8;
+export const DEFAULT_MAIL_MAX_ATTACHMENT_BYTES = 10 * 1000 * 1000;
+export const DEFAULT_MAIL_MAX_PER_HOUR = 10;
+export const DEFAULT_MAIL_RETRY_ATTEMPTS = 8;
+export const DEFAULT_MAIL_RETRY_BACKOFF_MS = 30_000;
+export const DEFAULT_MAIL_SMTP_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAIL_SUBJECT = '[flightbox] {host}: {exe} crashed ({signal})';
+export const DEFAULT_MAIL_RULE_SUBJECT = '[flightbox] {host}: rule {rule} fired: {reason}';
+/** Fields a mail subject template may use; anything else in braces is a config error. */
+export const MAIL_TEMPLATE_FIELDS = ['host', 'exe', 'comm', 'pid', 'uid', 'signal', 'id', 'signature', 'time', 'kind', 'rule', 'reason'] as const;
+export const MAX_MAIL_RECIPIENTS = 50;
+export const MAX_MAIL_SUBJECT_TEMPLATE_CHARS = 200;
+// Deliberately simple (the same shape as a rule's mail action): a local part without spaces,
+// quotes or brackets, and a host name. CR and LF can never match, so an address cannot
+// smuggle a header into a mail.
+export const MAIL_ADDRESS_RE = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+export const MAX_MAIL_ADDRESS_CHARS = 254;
 
 export type CompressMethod = 'zstd' | 'gzip' | 'none';
 export type BacktraceTool = 'auto' | 'eu-stack' | 'gdb' | 'none';
+
+/** How mail leaves the host: an SMTP server, or the local sendmail program. */
+export type MailTransportConfig =
+  | {
+      kind: 'smtp';
+      host: string;
+      /** null: 465 when secure, else 587 (nodemailer's defaults) */
+      port: number | null;
+      /** TLS from the first byte (port 465); false: STARTTLS when the server offers it */
+      secure: boolean;
+      /** refuse to send unless STARTTLS succeeds */
+      requireTLS: boolean;
+      auth: { user: string; pass: string } | null;
+      /** PEM file of the CA(s) to trust for the server's certificate, instead of the system's */
+      ca: string | null;
+      /** connection, greeting and idle-socket timeout */
+      timeoutMs: number;
+    }
+  | { kind: 'sendmail'; path: string | null };
 
 export interface Config {
   /** Absolute path of the file the values came from, or null for pure defaults. */
@@ -64,6 +99,24 @@ export interface Config {
   };
   /** trigger rules (lib/rules-config.ts validates them) */
   rules: Rule[];
+  /** mail (notify/): no transport means no mail at all */
+  mail: {
+    transport: MailTransportConfig | null;
+    /** null: flightbox@<hostname> */
+    from: string | null;
+    /** recipients of crash mail; empty: crashes are not mailed */
+    to: string[];
+    maxAttachmentBytes: number;
+    /** per storm group (all crashes together, each rule on its own) and hour; the rest go into one digest */
+    maxPerHour: number;
+    /** archives leave out environ and mask secrets in command lines */
+    redact: boolean;
+    /** subject of crash mail */
+    subject: string;
+    /** subject of a rule's mail */
+    ruleSubject: string;
+    retry: { attempts: number; backoffMs: number };
+  };
 }
 
 export interface ConfigIssue {
@@ -107,6 +160,17 @@ export function defaultConfig(): Config {
       },
     },
     rules: [],
+    mail: {
+      transport: null,
+      from: null,
+      to: [],
+      maxAttachmentBytes: DEFAULT_MAIL_MAX_ATTACHMENT_BYTES,
+      maxPerHour: DEFAULT_MAIL_MAX_PER_HOUR,
+      redact: true,
+      subject: DEFAULT_MAIL_SUBJECT,
+      ruleSubject: DEFAULT_MAIL_RULE_SUBJECT,
+      retry: { attempts: DEFAULT_MAIL_RETRY_ATTEMPTS, backoffMs: DEFAULT_MAIL_RETRY_BACKOFF_MS },
+    },
   };
 }
 
@@ -170,6 +234,33 @@ const name = (set: (c: Config, v: string) => void): Setter => (c, v) => {
   set(c, v);
 };
 
+// mail.transport is SMTP or sendmail: each key picks one, and a key of the other kind is
+// refused where it stands (setters run in file order), so every message has its own line.
+type SmtpTransport = Extract<MailTransportConfig, { kind: 'smtp' }>;
+const smtp = (set: (t: SmtpTransport, v: unknown) => string | undefined): Setter => (c, v) => {
+  if (c.mail.transport?.kind === 'sendmail') return 'an SMTP option cannot be combined with sendmail';
+  c.mail.transport ??= {
+    kind: 'smtp', host: 'localhost', port: null, secure: false, requireTLS: false, auth: null, ca: null, timeoutMs: DEFAULT_MAIL_SMTP_TIMEOUT_MS,
+  };
+  return set(c.mail.transport, v);
+};
+const sendmail = (set: (t: Extract<MailTransportConfig, { kind: 'sendmail' }>, v: unknown) => string | undefined): Setter => (c, v) => {
+  if (c.mail.transport?.kind === 'smtp') return 'sendmail cannot be combined with SMTP options (host, port, auth, ...)';
+  return set((c.mail.transport ??= { kind: 'sendmail', path: null }) as Extract<MailTransportConfig, { kind: 'sendmail' }>, v);
+};
+const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])$/;
+const mailAddress = (v: unknown): string | undefined =>
+  typeof v === 'string' && v.length <= MAX_MAIL_ADDRESS_CHARS && MAIL_ADDRESS_RE.test(v) ? undefined : `${show(v)} is not a mail address such as ops@example.com`;
+const mailTemplate = (set: (c: Config, v: string) => void): Setter => (c, v) => {
+  if (typeof v !== 'string' || v.trim() === '') return `expected a subject template such as ${JSON.stringify(DEFAULT_MAIL_SUBJECT)}, got ${show(v)}`;
+  if (v.length > MAX_MAIL_SUBJECT_TEMPLATE_CHARS) return `a subject template has at most ${MAX_MAIL_SUBJECT_TEMPLATE_CHARS} characters, got ${v.length}`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(v)) return `a subject template must not contain control characters (newlines, tabs), got ${show(v)}`;
+  const unknown = [...v.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1] ?? '').find((f) => !(MAIL_TEMPLATE_FIELDS as readonly string[]).includes(f));
+  if (unknown !== undefined) return `unknown field {${unknown}} in the subject template (fields: ${MAIL_TEMPLATE_FIELDS.map((f) => `{${f}}`).join(' ')})`;
+  set(c, v);
+};
+
 /** Every key the file may set, with its validator. Keys not listed here are errors (typos). */
 const SCHEMA: Schema = {
   store: {
@@ -219,6 +310,78 @@ const SCHEMA: Schema = {
       subbufSize: size((c, v) => { c.recorders.lttng.subbufSizeBytes = v; }),
       numSubbuf: intIn(2, 1024, (c, v) => { c.recorders.lttng.numSubbuf = v; }),
       session: name((c, v) => { c.recorders.lttng.session = v; }),
+    },
+  },
+  mail: {
+    transport: {
+      host: smtp((t, v) => {
+        if (typeof v !== 'string' || v.length > 253 || !HOST_RE.test(v)) return `expected a host name or IP address, got ${show(v)}`;
+        t.host = v;
+      }),
+      port: smtp((t, v) => {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) return `expected a port from 1 to 65535, got ${show(v)}`;
+        t.port = v;
+      }),
+      secure: smtp((t, v) => {
+        if (typeof v !== 'boolean') return `expected true (TLS from the start, port 465) or false (STARTTLS), got ${show(v)}`;
+        t.secure = v;
+      }),
+      requireTLS: smtp((t, v) => {
+        if (typeof v !== 'boolean') return `expected true or false, got ${show(v)}`;
+        t.requireTLS = v;
+      }),
+      auth: smtp((t, v) => {
+        const a = v as { user?: unknown; pass?: unknown } | null;
+        if (typeof a !== 'object' || a === null || Array.isArray(a)) return `expected { user: NAME, pass: SECRET }, got ${show(v)}`;
+        const extra = Object.keys(a).find((k) => k !== 'user' && k !== 'pass');
+        if (extra !== undefined) return `unknown option ${show(extra)} (known: user, pass)`;
+        if (typeof a.user !== 'string' || a.user === '' || /[\r\n\0]/.test(a.user)) return `expected a user name in auth.user, got ${show(a.user)}`;
+        if (typeof a.pass !== 'string' && typeof a.pass !== 'number') return 'expected a password in auth.pass';
+        t.auth = { user: a.user, pass: String(a.pass) };
+      }),
+      ca: smtp((t, v) => {
+        if (typeof v !== 'string' || !isAbsolute(v) || /[\0\n\r]/.test(v)) return `expected the absolute path of a PEM file, got ${show(v)}`;
+        t.ca = v;
+      }),
+      timeout: smtp((t, v) => {
+        const n = parseDuration(v);
+        if (n === undefined || n < 1000) return `expected a duration of at least 1s such as 60s, got ${show(v)}`;
+        t.timeoutMs = n;
+      }),
+      sendmail: (c, v) => {
+        if (v === false) return undefined; // "not sendmail": SMTP keys (or nothing) decide
+        if (v !== true) return `expected true, got ${show(v)}`;
+        return sendmail(() => undefined)(c, v);
+      },
+      path: sendmail((t, v) => {
+        if (typeof v !== 'string' || !isAbsolute(v) || /[\0\n\r]/.test(v)) return `expected the absolute path of the sendmail program, got ${show(v)}`;
+        t.path = v;
+      }),
+    },
+    from: (c, v) => {
+      if (v === null) return void (c.mail.from = null);
+      const bad = mailAddress(v);
+      if (bad) return bad;
+      c.mail.from = v as string;
+    },
+    to: (c, v) => {
+      const list = typeof v === 'string' ? [v] : v;
+      if (!Array.isArray(list)) return `expected a list of mail addresses, got ${show(v)}`;
+      if (list.length > MAX_MAIL_RECIPIENTS) return `at most ${MAX_MAIL_RECIPIENTS} recipients, got ${list.length}`;
+      for (const a of list) {
+        const bad = mailAddress(a);
+        if (bad) return bad;
+      }
+      c.mail.to = [...new Set(list as string[])];
+    },
+    maxAttachment: size((c, v) => { c.mail.maxAttachmentBytes = v; }),
+    maxPerHour: intIn(0, 10_000, (c, v) => { c.mail.maxPerHour = v; }),
+    redact: bool((c, v) => { c.mail.redact = v; }),
+    subject: mailTemplate((c, v) => { c.mail.subject = v; }),
+    ruleSubject: mailTemplate((c, v) => { c.mail.ruleSubject = v; }),
+    retry: {
+      attempts: intIn(1, 100, (c, v) => { c.mail.retry.attempts = v; }),
+      backoff: duration((c, v) => { c.mail.retry.backoffMs = v; }),
     },
   },
 };
@@ -365,6 +528,21 @@ export function defaultsYaml(): string {
     `    subbufSize: ${d.recorders.lttng.subbufSizeBytes / 1024}KiB`,
     `    numSubbuf: ${d.recorders.lttng.numSubbuf}`,
     `    session: ${d.recorders.lttng.session}`,
+    '# Mail (crash reports, rule actions, `flightbox mail`). No transport: no mail is queued or sent.',
+    'mail:',
+    '  transport: null                # { host: smtp.example.com, port: 587, secure: false, requireTLS: false,',
+    '                                 #   auth: { user: flightbox, pass: secret }, ca: /etc/ssl/my-ca.pem, timeout: 60s }',
+    '                                 # or { sendmail: true, path: /usr/sbin/sendmail }',
+    '  from: null                     # null = flightbox@<hostname>',
+    '  to: []                         # recipients of crash mail; none: crashes are not mailed',
+    `  maxAttachment: ${d.mail.maxAttachmentBytes / 1e6}MB            # bigger archives go without the core, or not at all (the mail says where the bundle is)`,
+    `  maxPerHour: ${d.mail.maxPerHour}                 # per hour for all crashes together, and for each rule; the rest in one digest`,
+    `  redact: ${d.mail.redact}                   # attachments leave out environ and mask secrets in command lines`,
+    `  subject: '${d.mail.subject}'   # fields: ${MAIL_TEMPLATE_FIELDS.map((f) => `{${f}}`).join(' ')}`,
+    `  ruleSubject: '${d.mail.ruleSubject}'`,
+    '  retry:',
+    `    attempts: ${d.mail.retry.attempts}                  # then the mail is marked failed (flightbox outbox)`,
+    `    backoff: ${d.mail.retry.backoffMs / 1000}s                 # doubled after each failed attempt, at most 1h`,
     '# Trigger rules: when something happens, take a snapshot, collect command output, mail.',
     '# One source per rule (threshold, log, kmsg, signal, crash, manual); each rule has a',
     `# cooldown (default ${DEFAULT_RULE_COOLDOWN_MS / 60_000}m) and a daily cap (maxPerDay, default ${DEFAULT_RULE_MAX_PER_DAY}). None by default; for example:`,

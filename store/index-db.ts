@@ -65,6 +65,35 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE events ADD COLUMN reason TEXT;
    CREATE INDEX events_kind_time ON events(kind, time);
    CREATE INDEX events_rule_time ON events(rule, time);`,
+  // 3: mail waiting to be sent (notify/). No foreign key to events: reindex may drop an
+  // event row whose bundle is gone while its mail still says so.
+  `CREATE TABLE outbox (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     dedupe_key TEXT NOT NULL UNIQUE,
+     kind TEXT NOT NULL CHECK (kind IN ('crash', 'rule', 'manual', 'digest')),
+     event_id TEXT,
+     rule TEXT,
+     reason TEXT,
+     recipients TEXT NOT NULL,
+     storm_group TEXT,
+     window_start INTEGER,
+     digest_id INTEGER,
+     status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'held', 'digested')),
+     message_id TEXT NOT NULL UNIQUE,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     created_at INTEGER NOT NULL,
+     next_attempt_at INTEGER,
+     lease_until INTEGER,
+     lease_token TEXT,
+     last_attempt_at INTEGER,
+     last_error TEXT,
+     sent_at INTEGER,
+     response TEXT
+   );
+   CREATE INDEX outbox_status_due ON outbox(status, next_attempt_at);
+   CREATE INDEX outbox_storm ON outbox(storm_group, window_start);
+   CREATE INDEX outbox_event ON outbox(event_id);
+   CREATE INDEX outbox_digest ON outbox(digest_id);`,
 ];
 
 /** The schema version an index has after all migrations (PRAGMA user_version). */
@@ -118,6 +147,77 @@ export interface EventFilter {
   /** the newest N (still returned oldest first unless reverse) */
   limit?: number;
   reverse?: boolean;
+}
+
+export type OutboxKind = 'crash' | 'rule' | 'manual' | 'digest';
+export type OutboxStatus = 'pending' | 'sending' | 'sent' | 'failed' | 'held' | 'digested';
+
+/**
+ * One mail to queue with an event (notify/outbox.ts builds these). Plain JSON: when the index
+ * is locked it waits in the event's spool marker and is queued when the spool drains.
+ */
+export interface OutboxRequest {
+  kind: 'crash' | 'rule' | 'manual';
+  eventId: string;
+  rule: string | null;
+  reason: string | null;
+  to: string[];
+  /** one logical mail ("crash:ID", "rule:NAME:ID"): queueing the same key again does nothing */
+  key: string;
+  /** storm control: "crash" or "rule:NAME"; null = not limited (flightbox mail) */
+  group: string | null;
+  maxPerHour: number;
+  windowMs: number;
+  /** the Message-ID header, stable across retries so receivers can drop a duplicate */
+  messageId: string;
+}
+
+export interface OutboxRow {
+  id: number;
+  dedupe_key: string;
+  kind: OutboxKind;
+  event_id: string | null;
+  rule: string | null;
+  reason: string | null;
+  /** JSON array of addresses */
+  recipients: string;
+  storm_group: string | null;
+  window_start: number | null;
+  /** a held row: the digest that lists it */
+  digest_id: number | null;
+  status: OutboxStatus;
+  message_id: string;
+  attempts: number;
+  created_at: number;
+  next_attempt_at: number | null;
+  lease_until: number | null;
+  lease_token: string | null;
+  last_attempt_at: number | null;
+  last_error: string | null;
+  sent_at: number | null;
+  response: string | null;
+}
+
+/** A row listed in a digest, with what the index knows of its event. */
+export interface DigestItem {
+  id: number;
+  event_id: string | null;
+  kind: OutboxKind;
+  rule: string | null;
+  reason: string | null;
+  created_at: number;
+  time: number | null;
+  exe: string | null;
+  comm: string | null;
+  pid: number | null;
+  signal_name: string | null;
+  signature_text: string | null;
+  event_reason: string | null;
+}
+
+export interface Claim {
+  token: string;
+  leaseUntil: number;
 }
 
 export interface GroupRow {
@@ -201,6 +301,7 @@ export class IndexDb {
   #upsert: Database.Statement;
   #byId: Database.Statement;
   #byPrefix: Database.Statement;
+  readonly #stmts = new Map<string, Database.Statement>();
 
   constructor(path: string, opts: { busyTimeoutMs: number; readonly?: boolean }) {
     try {
@@ -304,6 +405,185 @@ export class IndexDb {
 
   ids(): Set<string> {
     return new Set((this.db.prepare('SELECT id FROM events').pluck().all() as string[]));
+  }
+
+  // ---- outbox (notify/) ----------------------------------------------------------------
+  // Every change of a row's status happens in one synchronous transaction. A sender claims a
+  // row (status 'sending', a lease and a token) before it talks to the server, so two senders
+  // never send the same row at once; a row whose lease ran out (its sender died mid-send) is
+  // claimed again: that mail may reach the server twice, with the same Message-ID.
+
+  /**
+   * Queue a mail (in the caller's transaction, if any). Storm control: the first
+   * `maxPerHour` mails of a group in a window go out one by one; later ones are held, due at
+   * the window's end, when one digest lists them all. Returns null for a duplicate key.
+   */
+  queueMail(req: OutboxRequest, now: number, claim?: Claim): { id: number; status: OutboxStatus } | null {
+    return this.db.transaction((): { id: number; status: OutboxStatus } | null => {
+      if (this.#stmt('SELECT 1 FROM outbox WHERE dedupe_key = ?').get(req.key)) return null;
+      let status: OutboxStatus = 'pending';
+      let windowStart: number | null = null;
+      let due = now;
+      if (req.group !== null) {
+        const last = this.#stmt("SELECT max(window_start) FROM outbox WHERE storm_group = ? AND kind != 'digest'").pluck().get(req.group) as number | null;
+        // A new window when the last one is over (or the clock went back: start over rather than hold for long).
+        windowStart = last === null || now >= last + req.windowMs || now < last ? now : last;
+        const mailed = windowStart !== last ? 0 : this.#stmt(
+          "SELECT count(*) FROM outbox WHERE storm_group = ? AND window_start = ? AND kind != 'digest' AND status NOT IN ('held', 'digested')",
+        ).pluck().get(req.group, windowStart) as number;
+        if (mailed >= req.maxPerHour) {
+          status = 'held';
+          due = windowStart + req.windowMs;
+        }
+      }
+      const claimed = claim !== undefined && status === 'pending';
+      const r = this.#stmt(
+        `INSERT INTO outbox (dedupe_key, kind, event_id, rule, reason, recipients, storm_group, window_start, status, message_id,
+                             attempts, created_at, next_attempt_at, lease_until, lease_token, last_attempt_at)
+         VALUES (@key, @kind, @eventId, @rule, @reason, @recipients, @group, @windowStart, @status, @messageId,
+                 @attempts, @now, @due, @leaseUntil, @token, @lastAttempt)`,
+      ).run({
+        key: req.key, kind: req.kind, eventId: req.eventId, rule: req.rule, reason: req.reason, recipients: JSON.stringify(req.to),
+        group: req.group, windowStart, status: claimed ? 'sending' : status, messageId: req.messageId, attempts: claimed ? 1 : 0, now, due,
+        leaseUntil: claimed ? claim.leaseUntil : null, token: claimed ? claim.token : null, lastAttempt: claimed ? now : null,
+      });
+      return { id: Number(r.lastInsertRowid), status: claimed ? 'sending' : status };
+    }).immediate();
+  }
+
+  outboxRow(id: number): OutboxRow | undefined {
+    return this.#stmt('SELECT * FROM outbox WHERE id = ?').get(id) as OutboxRow | undefined;
+  }
+
+  outboxByKey(key: string): OutboxRow | undefined {
+    return this.#stmt('SELECT * FROM outbox WHERE dedupe_key = ?').get(key) as OutboxRow | undefined;
+  }
+
+  /** Mail not yet sent (pending, sending, held for a digest, failed), or every row with `all`. */
+  listOutbox(opts: { all?: boolean } = {}): OutboxRow[] {
+    return this.#stmt(opts.all
+      ? 'SELECT * FROM outbox ORDER BY id'
+      : "SELECT * FROM outbox WHERE status IN ('pending', 'sending', 'held', 'failed') ORDER BY id").all() as OutboxRow[];
+  }
+
+  /**
+   * Held rows whose window has ended become one digest per group and window (a pending row
+   * of its own). Returns the new digests' ids.
+   */
+  makeDigests(now: number, messageIdFor: (key: string) => string): number[] {
+    return this.db.transaction(() => {
+      const groups = this.#stmt(
+        "SELECT storm_group AS g, window_start AS w, min(id) AS first, count(*) AS n FROM outbox WHERE status = 'held' GROUP BY storm_group, window_start HAVING min(next_attempt_at) <= ?",
+      ).all(now) as { g: string; w: number; first: number; n: number }[];
+      const ids: number[] = [];
+      for (const { g, w, first, n } of groups) {
+        const to = new Set<string>();
+        for (const r of this.#stmt("SELECT recipients FROM outbox WHERE status = 'held' AND storm_group = ? AND window_start = ?").pluck().all(g, w) as string[]) {
+          for (const a of JSON.parse(r) as string[]) to.add(a);
+        }
+        const key = `digest:${g}:${w}:${first}`;
+        const r = this.#stmt(
+          `INSERT INTO outbox (dedupe_key, kind, event_id, rule, reason, recipients, storm_group, window_start, status, message_id, created_at, next_attempt_at)
+           VALUES (?, 'digest', NULL, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`,
+        ).run(key, g.startsWith('rule:') ? g.slice(5) : null, `${n} event${n === 1 ? '' : 's'} not mailed one by one`, JSON.stringify([...to]), g, w, messageIdFor(key), now, now);
+        const id = Number(r.lastInsertRowid);
+        this.#stmt("UPDATE outbox SET status = 'digested', digest_id = ? WHERE status = 'held' AND storm_group = ? AND window_start = ?").run(id, g, w);
+        ids.push(id);
+      }
+      return ids;
+    }).immediate();
+  }
+
+  /** The rows a digest lists, with their events (when still indexed). */
+  digestItems(digestId: number): DigestItem[] {
+    return this.#stmt(
+      `SELECT o.id, o.event_id, o.kind, o.rule, o.reason, o.created_at, e.time, e.exe, e.comm, e.pid, e.signal_name, e.signature_text,
+              e.reason AS event_reason
+       FROM outbox o LEFT JOIN events e ON e.id = o.event_id WHERE o.digest_id = ? ORDER BY o.id`,
+    ).all(digestId) as DigestItem[];
+  }
+
+  /**
+   * Claim up to `limit` rows that are due, and rows whose sender's lease ran out. A row out of
+   * attempts whose lease ran out is marked failed instead.
+   */
+  claimDue(now: number, opts: { claim: Claim; limit: number; maxAttempts: number }): OutboxRow[] {
+    return this.db.transaction(() => {
+      this.#stmt(
+        `UPDATE outbox SET status = 'failed', lease_token = NULL, lease_until = NULL, next_attempt_at = NULL,
+                last_error = 'the sender stopped while sending (its lease ran out) and no attempts are left'
+         WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?`,
+      ).run(now, opts.maxAttempts);
+      return this.#stmt(
+        `UPDATE outbox SET status = 'sending', lease_token = @token, lease_until = @leaseUntil, attempts = attempts + 1, last_attempt_at = @now
+         WHERE id IN (SELECT id FROM outbox
+                      WHERE (status = 'pending' AND next_attempt_at <= @now) OR (status = 'sending' AND lease_until <= @now)
+                      ORDER BY next_attempt_at, id LIMIT @limit)
+         RETURNING *`,
+      ).all({ token: opts.claim.token, leaseUntil: opts.claim.leaseUntil, now, limit: opts.limit }) as OutboxRow[];
+    }).immediate();
+  }
+
+  /**
+   * Claim one row now, whatever its next attempt (`flightbox mail`, a retry by hand): a
+   * pending or failed row, or one whose lease ran out. Undefined when another sender holds it
+   * or it was sent.
+   */
+  claimRow(id: number, now: number, claim: Claim): OutboxRow | undefined {
+    return this.#stmt(
+      `UPDATE outbox SET status = 'sending', lease_token = @token, lease_until = @leaseUntil, attempts = attempts + 1, last_attempt_at = @now
+       WHERE id = @id AND (status IN ('pending', 'failed') OR (status = 'sending' AND lease_until <= @now))
+       RETURNING *`,
+    ).get({ id, now, token: claim.token, leaseUntil: claim.leaseUntil }) as OutboxRow | undefined;
+  }
+
+  /**
+   * The server took the mail. Recorded even when this sender's lease was taken over (the mail
+   * did go out); a row already sent stays as it was.
+   */
+  markSent(id: number, now: number, response: string | null): boolean {
+    return this.#stmt(
+      `UPDATE outbox SET status = 'sent', sent_at = ?, response = ?, last_error = NULL, lease_token = NULL, lease_until = NULL, next_attempt_at = NULL
+       WHERE id = ? AND status != 'sent'`,
+    ).run(now, response, id).changes === 1;
+  }
+
+  /** An attempt failed: retry at `retryAt`, or give up (null). Only by the holder of the lease. */
+  markAttemptFailed(id: number, token: string, error: string, retryAt: number | null): boolean {
+    return this.#stmt(
+      `UPDATE outbox SET status = CASE WHEN @retryAt IS NULL THEN 'failed' ELSE 'pending' END, next_attempt_at = @retryAt, last_error = @error,
+              lease_token = NULL, lease_until = NULL
+       WHERE id = @id AND status = 'sending' AND lease_token = @token`,
+    ).run({ id, token, error, retryAt }).changes === 1;
+  }
+
+  /** Make every pending row due now (the transport's config changed: try again at once). */
+  retryNow(now: number): number {
+    return this.#stmt("UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at > ?").run(now, now).changes;
+  }
+
+  /** The earliest next attempt of a pending or held row, and the earliest lease to run out. */
+  nextOutboxWake(): number | null {
+    return this.#stmt(
+      `SELECT min(t) FROM (SELECT min(next_attempt_at) AS t FROM outbox WHERE status IN ('pending', 'held')
+                           UNION ALL SELECT min(lease_until) FROM outbox WHERE status = 'sending')`,
+    ).pluck().get() as number | null;
+  }
+
+  outboxCounts(): Record<OutboxStatus, number> {
+    const out: Record<OutboxStatus, number> = { pending: 0, sending: 0, sent: 0, failed: 0, held: 0, digested: 0 };
+    for (const r of this.#stmt('SELECT status, count(*) AS n FROM outbox GROUP BY status').all() as { status: OutboxStatus; n: number }[]) out[r.status] = r.n;
+    return out;
+  }
+
+  /** Statements prepared once, on first use (the crash handler never needs most of them). */
+  #stmt(sql: string): Database.Statement {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
   }
 
   deleteMissing(keep: Set<string>): number {

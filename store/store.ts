@@ -6,15 +6,28 @@ import { join } from 'node:path';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, fsyncDir, readSmallNoFollow, syncTree, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { bundleDay, isBundleId } from './bundle-id.js';
-import { INDEX_FILE, IndexDb, rowFromManifest } from './index-db.js';
+import { INDEX_FILE, IndexDb, rowFromManifest, type OutboxRequest, type OutboxStatus } from './index-db.js';
 import { MANIFEST_NAME, listBundleFiles, readManifest, type Manifest } from './manifest.js';
 
 export const STAGING_DIR = 'staging';
 export const BUNDLES_DIR = 'bundles';
 export const SPOOL_DIR = 'spool';
 export const LOG_FILE = 'flightbox.log';
+/** A spool marker holds at most a few mail requests (well under a KiB each). */
+export const MAX_SPOOL_MARKER_BYTES = 1024 * 1024;
 /** A staging directory whose handler is gone and that is older than this is debris. */
 export const STAGING_STALE_MS = 10 * 60 * 1000;
+
+/** What is indexed together with an event, in the same transaction. */
+export interface IndexExtras {
+  /** mail about the event (notify/outbox.ts builds these); spooled with the event when the index is locked */
+  mail?: readonly OutboxRequest[];
+}
+
+/** A spool marker: empty (an event to index), or JSON naming what else waits with it. */
+interface SpoolPayload {
+  mail?: OutboxRequest[];
+}
 
 export interface StoreOptions {
   /** Create the root and its folders if missing (writers); readers only check. */
@@ -88,13 +101,18 @@ export class Store {
    * Complete a bundle: list its files with sizes and sha256, write manifest.json, publish
    * the directory atomically, index it (or spool it). The manifest's `files` is filled here.
    */
-  finishBundle(staging: string, manifest: Manifest): { bundleDir: string; indexed: boolean; error?: string } {
+  finishBundle(staging: string, manifest: Manifest, extras: IndexExtras = {}): {
+    bundleDir: string;
+    indexed: boolean;
+    error?: string;
+    queued?: { id: number; status: OutboxStatus }[];
+  } {
     // Files written on the crash handler's hold path were not synced; do it now, once.
     syncTree(staging);
     manifest.files = listBundleFiles(staging).filter((f) => f.path !== '.owner');
     writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640);
     const bundleDir = this.publish(manifest.id, staging);
-    const ix = this.indexBundle(manifest);
+    const ix = this.indexBundle(manifest, extras);
     return { bundleDir, ...ix };
   }
 
@@ -106,18 +124,76 @@ export class Store {
     return join(this.root, this.bundleRel(id));
   }
 
-  /** Index a published bundle; on failure leave a spool marker so nothing is lost. */
-  indexBundle(manifest: Manifest): { indexed: boolean; error?: string } {
+  /**
+   * Index a published bundle, and queue its mail in the same transaction: both or neither.
+   * On failure leave a spool marker (holding the mail) so nothing is lost; draining the
+   * spool queues that mail exactly once (outbox keys are unique).
+   */
+  indexBundle(manifest: Manifest, extras: IndexExtras = {}): { indexed: boolean; error?: string; queued?: { id: number; status: OutboxStatus }[] } {
+    const mail = extras.mail ?? [];
     try {
-      this.index().insert(rowFromManifest(manifest, this.bundleRel(manifest.id), Date.now()));
-      return { indexed: true };
+      const index = this.index();
+      const now = Date.now();
+      const row = rowFromManifest(manifest, this.bundleRel(manifest.id), now);
+      if (mail.length === 0) {
+        index.insert(row);
+        return { indexed: true };
+      }
+      const queued: { id: number; status: OutboxStatus }[] = [];
+      index.db.transaction(() => {
+        index.insert(row);
+        for (const m of mail) {
+          const q = index.queueMail(m, now);
+          if (q) queued.push(q);
+        }
+      }).immediate();
+      return { indexed: true, queued };
     } catch (err) {
       try {
-        touchNoFollow(join(this.root, SPOOL_DIR, manifest.id));
+        this.#writeSpoolMarker(manifest.id, mail.length > 0 ? { mail: [...mail] } : null);
       } catch {
-        // Even without the marker, `flightbox reindex` finds the bundle on disk.
+        // Even without the marker, `flightbox reindex` finds the bundle on disk (its mail is lost).
       }
       return { indexed: false, error: messageOf(err) };
+    }
+  }
+
+  /**
+   * An empty marker, or one with a payload, written under a temporary name and renamed so
+   * that a concurrent drainSpool never reads half of it (names starting with "." are skipped).
+   */
+  #writeSpoolMarker(id: string, payload: SpoolPayload | null): void {
+    const dir = join(this.root, SPOOL_DIR);
+    if (payload === null) {
+      touchNoFollow(join(dir, id));
+      return;
+    }
+    const tmp = `.${id}.${process.pid}.tmp`;
+    try {
+      writeFileExclusive(dir, tmp, JSON.stringify(payload), 0o600);
+      renameSync(join(dir, tmp), join(dir, id));
+      fsyncDir(dir);
+    } catch (err) {
+      try { unlinkSync(join(dir, tmp)); } catch { /* never created */ }
+      touchNoFollow(join(dir, id)); // at least the event
+      throw err;
+    }
+  }
+
+  /** What a spool marker holds besides the event (nothing for an empty marker). */
+  #readSpoolMarker(id: string): SpoolPayload {
+    let text: string;
+    try {
+      text = readSmallNoFollow(join(this.root, SPOOL_DIR, id), MAX_SPOOL_MARKER_BYTES);
+    } catch {
+      return {};
+    }
+    if (text.trim() === '') return {};
+    try {
+      const p = JSON.parse(text) as SpoolPayload;
+      return typeof p === 'object' && p !== null && (p.mail === undefined || Array.isArray(p.mail)) ? p : {};
+    } catch {
+      return {}; // written by rename, so never half a file; anything else is not ours
     }
   }
 
@@ -135,7 +211,15 @@ export class Store {
       if (!isBundleId(id)) continue;
       try {
         const m = readManifest(this.bundleDir(id));
-        this.index().upsert(rowFromManifest(m, this.bundleRel(id), Date.now()));
+        const mail = this.#readSpoolMarker(id).mail ?? [];
+        const index = this.index();
+        const now = Date.now();
+        // The event and its mail together; a crash before the unlink below only repeats
+        // this, and the outbox's unique keys make the repeat queue nothing.
+        index.db.transaction(() => {
+          index.upsert(rowFromManifest(m, this.bundleRel(id), now));
+          for (const r of mail) index.queueMail(r, now);
+        }).immediate();
         n++;
       } catch (err) {
         if (!(err instanceof FlightboxError && err.code === 'STORE_CORRUPT' && !existsSync(this.bundleDir(id)))) throw err;
@@ -194,9 +278,14 @@ export class Store {
     flush();
     const removed = index.deleteMissing(seen);
     try {
-      for (const id of readdirSync(join(this.root, SPOOL_DIR))) unlinkSync(join(this.root, SPOOL_DIR, id));
+      for (const id of readdirSync(join(this.root, SPOOL_DIR))) {
+        // The events are indexed now; mail that waited with them is queued before the marker goes.
+        const mail = isBundleId(id) && seen.has(id) ? this.#readSpoolMarker(id).mail ?? [] : [];
+        if (mail.length > 0) index.db.transaction(() => { for (const r of mail) index.queueMail(r, now); }).immediate();
+        unlinkSync(join(this.root, SPOOL_DIR, id));
+      }
     } catch {
-      // no spool
+      // no spool (or the index is busy: what is left is drained later)
     }
     return { indexed, removed, broken };
   }
