@@ -19,6 +19,9 @@ import { collectInto, eventEnv, runBounded, splitCommand, MAX_EXEC_OUTPUT_BYTES 
 import { ControlServer } from './control-server.js';
 import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
 import { TriggerRunner } from './trigger-runner.js';
+import { queueMail, ruleMailRequest } from '../notify/outbox.js';
+import { OutboxSender } from '../notify/sender.js';
+import type { OutboxRequest } from '../store/index-db.js';
 import type { EngineState } from '../triggers/engine.js';
 import type { RecorderName } from '../recorder/recorder.js';
 
@@ -53,6 +56,7 @@ export class Daemon {
   readonly #out: (line: string) => void;
   #recorders: RecorderSet;
   #triggers: TriggerRunner;
+  readonly #sender: OutboxSender;
   #control: ControlServer | null = null;
   #timers: NodeJS.Timeout[] = [];
   #installedHere = false;
@@ -67,6 +71,7 @@ export class Daemon {
     this.#log = createLogger({ file: this.#store.logFile, component: 'daemon' });
     this.#recorders = this.#newRecorderSet(this.#cfg);
     this.#triggers = this.#newTriggerRunner(this.#cfg.rules);
+    this.#sender = new OutboxSender(this.#store, this.#cfg, this.#log);
   }
 
   #newTriggerRunner(rules: readonly Rule[], state?: EngineState): TriggerRunner {
@@ -92,6 +97,7 @@ export class Daemon {
     await this.#recorders.start();
     for (const s of this.#recorders.status()) this.#out(`Recorder ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`);
     await this.#triggers.start();
+    this.#sender.start();
     if (this.#cfg.rules.length > 0) this.#out(`Rules: ${this.#cfg.rules.map((r) => `${r.name} (${r.when.kind})`).join(', ')}`);
 
     if (this.#opts.install) {
@@ -115,6 +121,7 @@ export class Daemon {
     try {
       const n = this.#store.drainSpool();
       const swept = this.#store.sweepStaging();
+      if (n > 0) this.#sender.wake(); // spooled events may carry queued mail
       if (n > 0 || swept.length > 0) this.#log.info({ indexed: n, swept: swept.length }, 'Housekeeping');
     } catch (err) {
       this.#log.warn({}, 'Housekeeping failed, will retry: %s', messageOf(err));
@@ -156,6 +163,7 @@ export class Daemon {
           kind: 'crash', t: m.timeMs, id: m.id, exe: m.process.exe, signal: m.process.signal,
           signature: m.signature?.hash ?? null, uid: m.process.uid,
         });
+        this.#sender.wake(); // the crash's own mail, queued by the handler
         return {};
       }
       case 'snapshot-into': {
@@ -206,6 +214,8 @@ export class Daemon {
     recorders: readonly string[] | null | false;
     collect?: { commands: string[]; timeoutMs: number } | null;
     actions?: string[];
+    /** a rule's mail actions, queued with the event in one transaction */
+    mail?: { to: string[]; action: number }[];
   }): Promise<{ id: string; bundleDir: string; warnings: string[] }> {
     const t0 = Date.now();
     const id = makeBundleId(new Date(t0), 0);
@@ -253,7 +263,14 @@ export class Daemon {
       files: [],
       handler: { version: VERSION, pid: process.pid },
     };
-    const r = this.#store.finishBundle(staging, manifest);
+    const mail: OutboxRequest[] = [];
+    for (const m of opts.mail ?? []) {
+      const req = opts.rule ? ruleMailRequest(this.#cfg, { rule: opts.rule, eventId: id, reason: opts.reason, to: m.to, action: m.action }) : null;
+      if (req) mail.push(req);
+      else this.#log.warn({ rule: opts.rule ?? '', id }, 'mail action not sent: mail.transport is not configured');
+    }
+    const r = this.#store.finishBundle(staging, manifest, { mail });
+    if (mail.length > 0) this.#sender.wake();
     this.#snapshots++;
     this.#log.info({ id, rule: opts.rule ?? '', reason: opts.reason, ms: Date.now() - t0, warnings: warnings.length }, 'Snapshot taken');
     return { id, bundleDir: r.bundleDir, warnings };
@@ -277,11 +294,19 @@ export class Daemon {
         case 'stop-recorder': return `stop ${a.recorder}`;
       }
     });
+    const mails = rule.do.flatMap((a, i) => (a.kind === 'mail' ? [{ to: a.to, action: i }] : []));
     let id: string | null = null;
     let bundle = '';
     if (rule.when.kind === 'crash' && !snapshot && collects.length === 0) {
       id = f.labels.id ?? null;
       bundle = id ? this.#store.bundleDir(id) : '';
+      // The mail is about the crash itself, which is already indexed.
+      for (const m of mails) {
+        const req = id ? ruleMailRequest(this.#cfg, { rule: rule.name, eventId: id, reason: f.reason, to: m.to, action: m.action }) : null;
+        if (req) queueMail(this.#store, req);
+        else this.#log.warn({ rule: rule.name }, 'mail action not sent: mail.transport is not configured');
+      }
+      if (mails.length > 0) this.#sender.wake();
     } else {
       const r = await this.recordEvent({
         reason: f.reason,
@@ -292,6 +317,7 @@ export class Daemon {
           ? { commands: collects.flatMap((c) => c.commands), timeoutMs: Math.max(...collects.map((c) => c.timeoutMs)) }
           : null,
         actions: describe,
+        mail: mails,
       });
       id = r.id;
       bundle = r.bundleDir;
@@ -312,9 +338,7 @@ export class Daemon {
           break;
         }
         case 'mail':
-          // Delivery is the notify stage's job (outbox, retries); until it exists the action is only logged.
-          this.#log.warn({ rule: rule.name, id: id ?? '', to: a.to.join(',') }, 'mail action not sent: mail delivery is not configured in this version');
-          break;
+          break; // queued with the event above; the outbox sender delivers it
         case 'start-recorder':
           this.#log.info({ rule: rule.name }, 'Rule %s: %s', rule.name, await this.#recorders.startRecorder(a.recorder as RecorderName));
           break;
@@ -377,6 +401,7 @@ export class Daemon {
     this.#recorders = this.#newRecorderSet(next);
     await this.#recorders.start();
     this.#triggers = this.#newTriggerRunner(next.rules, this.#triggers.state);
+    this.#sender.setConfig(next);
     await this.#triggers.start();
     this.#out(`Reloaded ${path}.`);
     this.#log.info({ file: path }, 'Configuration reloaded');
@@ -387,6 +412,7 @@ export class Daemon {
     this.#timers = [];
     await this.#control?.close();
     await this.#triggers.stop();
+    await this.#sender.stop();
     await this.#recorders.stop();
     if (this.#installedHere) {
       const r = uninstallHandler(this.#cfg);

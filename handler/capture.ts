@@ -19,6 +19,7 @@ import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
 import { CORE_FILE_NAMES, compressFd } from '../store/compress.js';
 import { MANIFEST_VERSION, hostInfo, type CoreInfo, type CrashProcess, type Manifest, type RecorderSummary } from '../store/manifest.js';
+import type { OutboxRequest } from '../store/index-db.js';
 import { Store } from '../store/store.js';
 import { takeBacktrace, type Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
@@ -339,7 +340,16 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     files: [],
     handler: { version: VERSION, pid: process.pid },
   };
-  const ix = store.finishBundle(staging, manifest);
+  // Crash mail is queued in the same transaction as the event; the daemon delivers it.
+  let mail: OutboxRequest[] = [];
+  if (cfg.mail.transport !== null && cfg.mail.to.length > 0) {
+    try {
+      mail = (await import('../notify/outbox.js')).crashMailRequests(cfg, manifest);
+    } catch (err) {
+      warnings.push(`Failed to prepare the crash mail, ignoring: ${messageOf(err)}`);
+    }
+  }
+  const ix = store.finishBundle(staging, manifest, { mail });
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
   // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.

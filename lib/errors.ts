@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   TOOL_MISSING: { exit: 69, what: 'a required program is missing' },
   DAEMON_UNAVAILABLE: { exit: 69, what: 'the daemon is not running' },
   RATE_LIMITED: { exit: 75, what: 'suppressed by cooldown or maxPerDay' },
+  ARCHIVE_INVALID: { exit: 65, what: 'the archive is refused' },
+  MAIL_FAILED: { exit: 75, what: 'the mail could not be delivered (it stays queued)' },
   INTERNAL: { exit: 1, what: 'internal error' },
 } as const;
 

@@ -16,6 +16,7 @@ have lttng || missing+=(lttng-tools)
 dpkg -s liblttng-ust-dev >/dev/null 2>&1 || missing+=(liblttng-ust-dev)
 have babeltrace2 || missing+=(babeltrace2)
 have trace-cmd || missing+=(trace-cmd)
+have unzip || missing+=(unzip)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

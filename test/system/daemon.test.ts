@@ -13,6 +13,8 @@ interface EventJson { id: string; kind: string; pid: number | null; bundle: stri
 interface Manifest {
   kind: string;
   timeMs: number;
+  capturedAt: string;
+  timings: Record<string, number | undefined>;
   reason?: string;
   recorders?: { name: string; ok: boolean; files: string[]; warnings: string[] }[];
   warnings: string[];
@@ -83,8 +85,9 @@ describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
     const lines = readFileSync(join(store.root, e.bundle, 'recorder/metrics/samples.jsonl'), 'utf8').trim().split('\n');
     const samples = lines.map((l) => JSON.parse(l) as { t: number });
     expect(samples.length).toBeGreaterThanOrEqual(5);
-    // The history ends at the crash: frozen before the handler did its work.
-    expect(samples.at(-1)!.t).toBeLessThanOrEqual(m.timeMs + 1000);
+    // The history ends at the crash: frozen as soon as the handler asked, before its own work.
+    expect(samples.at(-1)!.t).toBeLessThanOrEqual(Date.parse(m.capturedAt) + m.timings.freezeMs!);
+    expect(samples.at(-1)!.t).toBeGreaterThan(Date.parse(m.capturedAt) - 1000);
     expect(m.files.map((f) => f.path)).toContain('recorder/metrics/samples.jsonl');
   });
 

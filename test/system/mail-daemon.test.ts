@@ -1,0 +1,108 @@
+// Mail end to end through the daemon: a real crash through the kernel core_pattern is
+// queued by the handler and delivered by the daemon's sender; a rule's mail action mails
+// its snapshot event. A real SMTP server (smtp-server) runs in the test process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { simpleParser, type ParsedMail } from 'mailparser';
+import { SMTPServer } from 'smtp-server';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLI, IS_ROOT, buildCrasher, makeTempStore, runCli, waitFor, type TempStore } from '../helpers.js';
+import { crash, restoreKernelState, saveKernelState } from './kernel.js';
+
+async function smtp(): Promise<{ port: number; mails: Buffer[]; close: () => Promise<void> }> {
+  const mails: Buffer[] = [];
+  const server = new SMTPServer({
+    secure: false, authOptional: true, disabledCommands: ['STARTTLS'], logger: false,
+    onData(stream, _session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (d: Buffer) => chunks.push(d));
+      stream.on('end', () => { mails.push(Buffer.concat(chunks)); cb(); });
+    },
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.server.address() as { port: number }).port;
+  return { port, mails, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+describe.skipIf(!IS_ROOT)('mail through the daemon', () => {
+  let store: TempStore | undefined;
+  let daemon: ChildProcess | undefined;
+  let server: Awaited<ReturnType<typeof smtp>> | undefined;
+  let scratch: string | undefined;
+  afterEach(async () => {
+    try {
+      if (daemon && daemon.exitCode === null) {
+        daemon.kill('SIGTERM');
+        await new Promise((r) => daemon!.on('exit', r));
+      }
+      await server?.close();
+    } finally {
+      store?.cleanup();
+      if (scratch) rmSync(scratch, { recursive: true, force: true });
+      daemon = undefined;
+      server = undefined;
+      store = undefined;
+    }
+  });
+
+  it('a crash and a rule each mail once, with the bundle attached', async () => {
+    const saved = saveKernelState();
+    try {
+      server = await smtp();
+      scratch = mkdtempSync(join(tmpdir(), 'fbx-maild-'));
+      const log = join(scratch, 'app.log');
+      writeFileSync(log, '');
+      store = makeTempStore([
+        'recorders:',
+        '  metrics: { interval: 200ms, window: 5s }',
+        '  ftrace: { enabled: false }',
+        'mail:',
+        `  transport: { host: 127.0.0.1, port: ${server.port} }`,
+        '  from: flightbox@test.example',
+        '  to: [ops@example.com]',
+        'rules:',
+        '  - name: api-errors',
+        `    when: { log: { path: ${log}, match: 'FATAL (?<code>\\d+)' } }`,
+        '    do: [snapshot, { mail: { to: [dev@example.com] } }]',
+        '',
+      ].join('\n'));
+      writeFileSync(store.configPath, readFileSync(store.configPath, 'utf8').replace(/sysctlDropIn: .*/, 'sysctlDropIn: null'));
+      let out = '';
+      daemon = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      daemon.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+      daemon.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+      await waitFor('the daemon', () => {
+        if (daemon!.exitCode !== null) throw new Error(out);
+        return /flightbox is running/.test(out);
+      }, 30_000);
+
+      const bin = buildCrasher('segv');
+      const c = await crash(bin);
+      await waitFor('the crash mail', () => server!.mails.length >= 1, 60_000, 250);
+      const crashMail: ParsedMail = await simpleParser(server.mails[0]!);
+      expect(crashMail.to && 'text' in crashMail.to ? crashMail.to.text : '').toContain('ops@example.com');
+      expect(crashMail.subject).toMatch(new RegExp(`${bin.replace(/[/.]/g, '\\$&')} crashed \\(SIGSEGV\\)`));
+      expect(crashMail.text).toContain('flightbox_crash_here');
+      const id = (JSON.parse(runCli(['--config', store.configPath, 'list', '--pid', String(c.pid), '--json']).stdout) as { id: string }[])[0]!.id;
+      expect(crashMail.attachments.map((a) => a.filename)).toEqual([`${id}.tar.gz`]);
+
+      appendFileSync(log, 'FATAL 503 upstream gone\n');
+      await waitFor('the rule mail', () => server!.mails.length >= 2, 30_000, 250);
+      const ruleMail = await simpleParser(server.mails[1]!);
+      expect(ruleMail.to && 'text' in ruleMail.to ? ruleMail.to.text : '').toContain('dev@example.com');
+      expect(ruleMail.subject).toMatch(/rule api-errors fired: FATAL 503 upstream gone/);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(server.mails).toHaveLength(2); // each once
+      const outbox = JSON.parse(runCli(['--config', store.configPath, 'outbox', '--all', '--json']).stdout) as { status: string }[];
+      expect(outbox.map((o) => o.status)).toEqual(['sent', 'sent']);
+    } finally {
+      if (daemon && daemon.exitCode === null) {
+        daemon.kill('SIGTERM');
+        await new Promise((r) => daemon!.on('exit', r));
+      }
+      restoreKernelState(saved);
+    }
+  });
+});
