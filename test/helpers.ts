@@ -1,5 +1,5 @@
 // Shared test helpers: temporary stores, the built CLI and handler, crasher programs.
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -66,5 +66,33 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | null | 
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** waitFor for a plain condition, condition first: polls every `everyMs` (10 ms) for up to `timeoutMs` (10 s). */
+export async function waitUntil(cond: () => boolean, what: string, timeoutMs = 10_000, everyMs = 10): Promise<void> {
+  await waitFor(what, cond, timeoutMs, everyMs);
+}
+
+/** SIGKILL a child and wait for its exit; nothing if it is null or already gone. */
+export async function killAndWait(child: ChildProcess | null): Promise<void> {
+  if (child === null || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** Write files under root (directories made as needed); a null text removes the file. */
+export function writeTree(root: string, files: Record<string, string | null>): void {
+  for (const [rel, text] of Object.entries(files)) {
+    const path = join(root, rel);
+    if (text === null) {
+      rmSync(path, { force: true });
+      continue;
+    }
+    mkdirSync(join(path, '..'), { recursive: true });
+    writeFileSync(path, text);
   }
 }

@@ -3,10 +3,9 @@
 // CLI spawned, archives read back with the system tar and unzip. Hostile archives are built
 // in code, each test named after its attack; every one must be refused in one sentence and
 // leave nothing in the receiving store.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import {
-  closeSync, existsSync, ftruncateSync, lstatSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync,
+  closeSync, existsSync, ftruncateSync, lstatSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync,
   statSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,9 +14,11 @@ import { crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { ZipArchive } from 'archiver';
 import { Header } from 'tar';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CLI, FIXTURES, HANDLER, makeTempStore, readJson, runCli, waitFor, type RunResult, type TempStore } from '../helpers.js';
+import { CLI, makeTempStore, readJson, runCli, type RunResult, type TempStore } from '../helpers.js';
+import {
+  compileWaiter, expectOneSentence, gcore, kernelArgs, runHandler, sha256, startProcess, stopAll, stopProcess,
+} from './procs.js';
 
-const RLIM_INFINITY = '18446744073709551615';
 const SECRET_ARG = 'hunter2';
 const SECRET_TOKEN = 'abc123tok';
 const SECRET_URL_PASSWORD = 'urlpw77';
@@ -36,60 +37,13 @@ interface ManifestJson {
   [k: string]: unknown;
 }
 
-function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
 // ---------------------------------------------------------------------------------------
 // Real bundles: a live process, its gcore, the handler fed as the kernel feeds it.
 
 let work: string;
 let waiter: string;
-const children = new Set<ChildProcess>();
 
-async function startProcess(bin: string, args: string[], expectComm: string, env?: NodeJS.ProcessEnv): Promise<ChildProcess & { pid: number }> {
-  const child = spawn(bin, args, { stdio: 'ignore', env });
-  children.add(child);
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start ${bin}`);
-  await waitFor(`${bin} to be asleep as ${expectComm}`, () => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return readlinkSync(`/proc/${pid}/exe`) === bin && readFileSync(`/proc/${pid}/comm`, 'utf8') === `${expectComm}\n` &&
-        stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
-    } catch {
-      return false;
-    }
-  }, 10_000, 10);
-  return child as ChildProcess & { pid: number };
-}
-
-function stopProcess(child: ChildProcess): void {
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.delete(child);
-}
-
-function gcore(pid: number, prefix: string): string {
-  const r = spawnSync('gcore', ['-o', prefix, String(pid)], { encoding: 'utf8', timeout: 60_000 });
-  const out = `${prefix}.${pid}`;
-  if (r.status !== 0 || !existsSync(out)) throw new Error(`gcore failed: ${r.stderr}`);
-  return out;
-}
-
-/** The handler as the kernel runs it: %P %i %I %u %g %s %t %c %h %d, the core on stdin. */
-function runHandler(configPath: string, pid: number, core: string): Promise<number | null> {
-  const args = [pid, pid, pid, 0, 0, 11, Math.floor(Date.now() / 1000), RLIM_INFINITY, 'fbx-archive-host', 1].map(String);
-  const fd = openSync(core, 'r');
-  try {
-    const child = spawn(process.execPath, [HANDLER, '--config', configPath, '--', ...args], { stdio: [fd, 'ignore', 'ignore'] });
-    return new Promise((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code) => resolve(code));
-    });
-  } finally {
-    closeSync(fd);
-  }
-}
+const HOST = 'fbx-archive-host'; // %h, as the handler is told it
 
 interface EventJson { id: string; bundle: string; core: string }
 
@@ -167,23 +121,6 @@ function checkArchive(path: string, id: string): { dir: string; m: ManifestJson;
   return { dir, m, names: listed.map((e) => e.name) };
 }
 
-/** A failure: the exit status, exactly one "flightbox: ..." line on stderr, no stack. */
-function expectOneSentence(r: RunResult, code: number | 'non-zero', mentions?: RegExp): void {
-  if (code === 'non-zero') {
-    expect(r.code, r.stderr).not.toBe(0);
-    expect(r.code, r.stderr).not.toBeNull();
-  } else {
-    expect(r.code, r.stderr).toBe(code);
-  }
-  const lines = r.stderr.replace(/\n$/, '').split('\n');
-  expect(lines, `stderr: ${JSON.stringify(r.stderr)}`).toHaveLength(1);
-  expect(lines[0]).toMatch(/^flightbox: \S/);
-  expect(r.stderr).not.toMatch(/^\s+at /m);
-  expect(r.stderr).not.toMatch(/internal error/i);
-  expect(r.stdout).toBe('');
-  if (mentions) expect(lines[0]).toMatch(mentions);
-}
-
 // ---------------------------------------------------------------------------------------
 
 let A: TempStore; // the exporting store, one crash with secrets in its cmdline and environ
@@ -196,18 +133,14 @@ beforeAll(async () => {
     throw new Error('these tests need unzip (apt-get install -y unzip)');
   }
   work = mkdtempSync(join(tmpdir(), 'fbx-arch-'));
-  const src = join(work, 'waiter.c');
-  writeFileSync(src, readFileSync(join(FIXTURES, 'waiter.c')));
-  waiter = join(work, 'fbxwaiter');
-  const cc = spawnSync('gcc', ['-g', '-O0', '-o', waiter, src], { encoding: 'utf8' });
-  if (cc.status !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
+  waiter = compileWaiter(work);
 
   A = makeTempStore();
   const p = await startProcess(waiter, ['fbxsecret', `--password=${SECRET_ARG}`, '--token', SECRET_TOKEN, `postgres://app:${SECRET_URL_PASSWORD}@db/x`, 'plain-arg'],
-    'fbxsecret', { ...process.env, FBX_API_TOKEN: SECRET_ENV });
+    'fbxsecret', { env: { ...process.env, FBX_API_TOKEN: SECRET_ENV } });
   try {
     const core = gcore(p.pid, join(work, 'core'));
-    expect(await runHandler(A.configPath, p.pid, core)).toBe(0);
+    expect((await runHandler(A.configPath, kernelArgs({ pid: p.pid, host: HOST }), core)).code).toBe(0);
   } finally {
     stopProcess(p);
   }
@@ -223,7 +156,7 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  for (const c of [...children]) stopProcess(c);
+  stopAll();
   A?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -339,7 +272,7 @@ describe('flightbox export', () => {
       closeSync(fd);
       const p = await startProcess(waiter, [], 'fbxwaiter');
       try {
-        expect(await runHandler(P.configPath, p.pid, input)).toBe(0);
+        expect((await runHandler(P.configPath, kernelArgs({ pid: p.pid, host: HOST }), input)).code).toBe(0);
       } finally {
         stopProcess(p);
       }

@@ -1,81 +1,21 @@
 // The flightbox CLI, spawned, against a store filled by the real handler driven as the
 // kernel drives it (no core_pattern change: cores come from gdb's gcore on live processes).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync,
+  chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync,
   statSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { FIXTURES, CLI, HANDLER, IS_ROOT, makeTempStore, readJson, runCli, waitFor, type RunResult, type TempStore } from '../helpers.js';
+import { CLI, IS_ROOT, makeTempStore, readJson, runCli, type TempStore } from '../helpers.js';
+import {
+  compileWaiter, expectOneSentence, gcore, kernelArgs, runHandler, sha256, startProcess, stopAll, stopProcess, type LiveProcess,
+} from './procs.js';
 
-const RLIM_INFINITY = '18446744073709551615';
 const HOUR = 3600;
 const DAY = 86400;
-
-const FIXTURE_C = readFileSync(join(FIXTURES, 'waiter.c'), 'utf8');
-
-function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-async function startProcess(bin: string, args: string[], expectComm: string): Promise<ChildProcess & { pid: number }> {
-  const child = spawn(bin, args, { stdio: 'ignore' });
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start ${bin}`);
-  await waitFor(`${bin} to be asleep as ${expectComm}`, () => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return readlinkSync(`/proc/${pid}/exe`) === bin && readFileSync(`/proc/${pid}/comm`, 'utf8') === `${expectComm}\n` &&
-        stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
-    } catch {
-      return false;
-    }
-  }, 10_000, 10);
-  return child as ChildProcess & { pid: number };
-}
-
-function gcore(pid: number, prefix: string): string {
-  const r = spawnSync('gcore', ['-o', prefix, String(pid)], { encoding: 'utf8', timeout: 60_000 });
-  const out = `${prefix}.${pid}`;
-  if (r.status !== 0 || !existsSync(out)) throw new Error(`gcore failed: ${r.stderr}`);
-  return out;
-}
-
-/** The handler as the kernel runs it: %P %i %I %u %g %s %t %c %h %d, the core on stdin. */
-function runHandler(configPath: string, e: { pid: number; uid: number; signal: number; time: number; rlimit?: string }, core: string): Promise<number | null> {
-  const args = [e.pid, e.pid, e.pid, e.uid, e.uid, e.signal, e.time, e.rlimit ?? RLIM_INFINITY, 'fbx-host', 1].map(String);
-  const fd = openSync(core, 'r');
-  try {
-    const child = spawn(process.execPath, [HANDLER, '--config', configPath, '--', ...args], { stdio: [fd, 'ignore', 'ignore'] });
-    return new Promise((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code) => resolve(code));
-    });
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** A failure: the exit status, and exactly one "flightbox: ..." line on stderr, no stack. */
-function expectOneSentence(r: RunResult, code: number | 'non-zero', mentions?: RegExp): void {
-  if (code === 'non-zero') {
-    expect(r.code, r.stderr).not.toBe(0);
-    expect(r.code, r.stderr).not.toBeNull();
-  } else {
-    expect(r.code, r.stderr).toBe(code);
-  }
-  const lines = r.stderr.replace(/\n$/, '').split('\n');
-  expect(lines, `stderr: ${JSON.stringify(r.stderr)}`).toHaveLength(1);
-  expect(lines[0]).toMatch(/^flightbox: \S/);
-  expect(r.stderr).not.toMatch(/^\s+at /m);
-  expect(r.stderr).not.toMatch(/internal error/i);
-  expect(r.stdout).toBe('');
-  if (mentions) expect(lines[0]).toMatch(mentions);
-}
 
 // ---------------------------------------------------------------------------------------
 // The store: six events from three processes, three signals, three uids, five days.
@@ -155,10 +95,7 @@ function localSecond(sec: number): string {
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'fbx-cli-'));
-  writeFileSync(join(work, 'waiter.c'), FIXTURE_C);
-  waiter = join(work, 'fbxwaiter');
-  const cc = spawnSync('gcc', ['-g', '-O0', '-o', waiter, join(work, 'waiter.c')], { encoding: 'utf8' });
-  if (cc.status !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
+  waiter = compileWaiter(work);
   sleepCopy = join(work, 'fbxsleep');
   copyFileSync('/bin/sleep', sleepCopy);
 
@@ -172,7 +109,7 @@ beforeAll(async () => {
     spec('E4', 'B', 8, 0, 30 * 60),
     spec('E5', 'C', 11, 2000, 10 * 60),
   ];
-  const procs: Record<string, ChildProcess & { pid: number }> = {};
+  const procs: Record<string, LiveProcess> = {};
   try {
     procs.A = await startProcess(waiter, [], 'fbxwaiter');
     procs.B = await startProcess(sleepCopy, ['1000'], 'fbxsleep');
@@ -186,7 +123,8 @@ beforeAll(async () => {
       const p = procs[e.proc]!;
       Object.assign(e, { time: now - e.ago, pid: p.pid, ...info[e.proc] });
       const before = new Set(existsSync(s.root) ? listIdsRaw() : []);
-      const code = await runHandler(s.configPath, e, e.core);
+      const args = kernelArgs({ pid: e.pid, uid: e.uid, gid: e.uid, signal: e.signal, time: e.time, rlimit: e.rlimit, host: 'fbx-host' });
+      const { code } = await runHandler(s.configPath, args, e.core);
       if (code !== 0) throw new Error(`handler exited ${code} for ${e.key}`);
       const fresh = listIdsRaw().filter((id) => !before.has(id));
       if (fresh.length !== 1) throw new Error(`expected one new event for ${e.key}, got ${fresh.length}`);
@@ -194,7 +132,7 @@ beforeAll(async () => {
       ev[e.key] = e;
     }
   } finally {
-    for (const p of Object.values(procs)) p.kill('SIGKILL');
+    for (const p of Object.values(procs)) stopProcess(p);
   }
   byTime = Object.values(ev).sort((a, b) => a.time - b.time);
 }, 120_000);
@@ -206,6 +144,7 @@ function listIdsRaw(): string[] {
 }
 
 afterAll(() => {
+  stopAll(); // a fixture that never got to sleep (procs holds the others, killed above)
   s?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
 });

@@ -2,11 +2,12 @@
 // flight recorder's snapshot in their bundle; SIGUSR1 and `flightbox snapshot` make
 // snapshot events; SIGHUP refuses a broken config; SIGTERM leaves nothing behind; a daemon
 // killed with SIGKILL does not stop crashes from being captured.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CLI, FIXTURES, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { FIXTURES, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { noSysctlDropIn, startDaemon, stopDaemon, waitRunning, type DaemonProc } from './daemon-proc.js';
 import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
 
 interface EventJson { id: string; kind: string; pid: number | null; bundle: string; reason: string | null; time: string }
@@ -26,22 +27,6 @@ const HAS_LTTNG = existsSync('/usr/bin/lttng') && spawnSync('dpkg', ['-s', 'libl
 
 const METRICS_ONLY = 'recorders:\n  metrics: { interval: 200ms, window: 10s }\n  ftrace: { enabled: false }\n';
 
-function startDaemon(store: TempStore, args: string[] = []): { child: ChildProcess; log: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  return { child, log: () => out, exited };
-}
-
-async function waitRunning(d: { child: ChildProcess; log: () => string }): Promise<void> {
-  await waitFor('the daemon to be running', () => {
-    if (d.child.exitCode !== null) throw new Error(`the daemon exited: ${d.log()}`);
-    return /flightbox is running/.test(d.log());
-  }, 30_000);
-}
-
 function events(store: TempStore, extra: string[] = []): EventJson[] {
   const r = runCli(['--config', store.configPath, 'list', '--json', ...extra]);
   if (r.code !== 0) return [];
@@ -51,18 +36,15 @@ function events(store: TempStore, extra: string[] = []): EventJson[] {
 describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
   let saved: KernelState;
   let store: TempStore;
-  let daemon: ReturnType<typeof startDaemon> | undefined;
+  let daemon: DaemonProc | undefined;
   beforeEach(() => {
     saved = saveKernelState();
     store = makeTempStore(METRICS_ONLY, '');
-    writeFileSync(store.configPath, readFileSync(store.configPath, 'utf8').replace(/sysctlDropIn: .*/, 'sysctlDropIn: null'));
+    noSysctlDropIn(store);
   });
   afterEach(async () => {
     try {
-      if (daemon && daemon.child.exitCode === null) {
-        daemon.child.kill('SIGTERM');
-        await daemon.exited;
-      }
+      await stopDaemon(daemon);
     } finally {
       daemon = undefined;
       restoreKernelState(saved);

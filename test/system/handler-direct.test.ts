@@ -1,28 +1,30 @@
 // The core_pattern handler driven exactly as the kernel drives it, but without touching
 // /proc/sys/kernel/core_pattern: real ELF cores come from gdb's gcore on live processes we
 // start, and the handler is spawned with the kernel's arguments and the core on its stdin.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
-  closeSync, copyFileSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync,
+  closeSync, copyFileSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readdirSync,
   rmSync, statSync, writeFileSync, writeSync, lstatSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { FIXTURES, HANDLER, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { HANDLER, makeTempStore, readJson, runCli, type TempStore } from '../helpers.js';
+import {
+  collectOutput, compileWaiter, gcore, kernelArgs, runHandler, sha256, startProcess, stopAll, stopProcess, type ChildRun,
+} from './procs.js';
 
 /** Every capture without a running daemon says so (and nothing else, here). */
 const NO_DAEMON_WARNING = expect.stringMatching(/^no flight-recorder snapshot: the flightbox daemon is not running/);
 
-const RLIM_INFINITY = '18446744073709551615';
 const ISO_LINE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (debug|info|warn|error) /;
 const ID_RE = /^\d{8}T\d{6}-\d{1,10}-[0-9a-f]{6}$/;
 
 // ---------------------------------------------------------------------------------------
-// Fixtures: a tiny program that names itself (prctl) and waits forever in a known function.
-
-const FIXTURE_C = readFileSync(join(FIXTURES, 'waiter.c'), 'utf8');
+// Fixtures: a tiny program that names itself (prctl) and waits forever in a known function
+// (procs.ts compiles it); live processes, their gcore cores, the handler run as the kernel
+// runs it (procs.ts).
 
 let work: string; // private temp dir for binaries and cores
 let waiter: string; // the compiled fixture
@@ -30,112 +32,19 @@ let waiterCore: Buffer; // a real core of it (gcore)
 let waiterCorePath: string;
 let sleepCopy: string; // a copy of /bin/sleep
 
-const children = new Set<ChildProcess>();
-
-function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-function procStat(pid: number): { state: string } | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return { state: s.slice(s.lastIndexOf(')') + 2).split(' ')[0] ?? '?' };
-  } catch {
-    return null;
-  }
-}
-
-/** Start `bin args...` and wait until it has exec'd, named itself and is asleep. */
-async function startProcess(bin: string, args: string[], expectComm: string): Promise<ChildProcess & { pid: number }> {
-  const child = spawn(bin, args, { stdio: 'ignore' });
-  children.add(child);
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start ${bin}`);
-  await waitFor(`${bin} to be running as ${JSON.stringify(expectComm)}`, () => {
-    try {
-      return (
-        readlinkSync(`/proc/${pid}/exe`) === bin &&
-        readFileSync(`/proc/${pid}/comm`, 'latin1') === `${expectComm}\n` &&
-        procStat(pid)?.state === 'S'
-      );
-    } catch {
-      return false;
-    }
-  }, 10_000, 10);
-  return child as ChildProcess & { pid: number };
-}
-
-function stopProcess(child: ChildProcess): void {
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.delete(child);
-}
-
-/** gcore a live process; returns the core's path. */
-function gcore(pid: number, prefix: string): string {
-  const r = spawnSync('gcore', ['-o', prefix, String(pid)], { encoding: 'utf8', timeout: 60_000 });
-  const out = `${prefix}.${pid}`;
-  if (r.status !== 0 || !existsSync(out)) throw new Error(`gcore failed: ${r.stderr}`);
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------
-// Driving the handler as the kernel does.
-
-interface KArgs {
-  pid: number;
-  uid?: number;
-  gid?: number;
-  signal?: number;
-  time?: number;
-  rlimit?: string;
-  host?: string;
-}
-
-function kernelArgs(a: KArgs): string[] {
-  // %P %i %I %u %g %s %t %c %h %d  (%F omitted, as on kernels before 6.16)
-  return [
-    String(a.pid), String(a.pid), String(a.pid), String(a.uid ?? 0), String(a.gid ?? 0), String(a.signal ?? 11),
-    String(a.time ?? Math.floor(Date.now() / 1000)), a.rlimit ?? RLIM_INFINITY, a.host ?? 'fbx-testhost', '1',
-  ];
-}
-
-interface HandlerRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The handler with a file (or /dev/null) as its stdin, stdout and stderr ignored. */
-function runHandler(configPath: string, args: string[], stdinFile: string | null): Promise<HandlerRun> {
-  const fd = openSync(stdinFile ?? '/dev/null', 'r');
-  try {
-    const child = spawn(process.execPath, [HANDLER, '--config', configPath, '--', ...args], { stdio: [fd, 'ignore', 'ignore'] });
-    return new Promise((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code, signal) => resolve({ code, signal, stdout: '', stderr: '' }));
-    });
-  } finally {
-    closeSync(fd);
-  }
-}
+// Driving the handler as the kernel does, through a pipe (runHandler, with a file on its
+// stdin, is in procs.ts).
 
 /**
  * The handler with a real pipe (a FIFO, as the kernel gives it, not a socketpair) on stdin,
  * fed by cat, and pipes on stdout and stderr to see whether it writes anything.
  */
-function runHandlerPiped(configPath: string, args: string[], corePath: string): Promise<HandlerRun> {
+function runHandlerPiped(configPath: string, args: string[], corePath: string): Promise<ChildRun> {
   const child = spawn('/bin/sh', ['-c', 'f=$1; shift; cat -- "$f" | "$@"', 'sh', corePath, process.execPath, HANDLER, '--config', configPath, '--', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  return collectOutput(child);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -248,11 +157,7 @@ function newStore(extra = ''): TempStore {
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'fbx-hd-'));
-  const src = join(work, 'waiter.c');
-  writeFileSync(src, FIXTURE_C);
-  waiter = join(work, 'fbxwaiter');
-  const cc = spawnSync('gcc', ['-g', '-O0', '-o', waiter, src], { encoding: 'utf8' });
-  if (cc.status !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
+  waiter = compileWaiter(work);
   sleepCopy = join(work, 'fbxsleep');
   copyFileSync('/bin/sleep', sleepCopy);
   // One reference core of the fixture, used where the process itself does not matter.
@@ -266,13 +171,13 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
-  for (const c of [...children]) stopProcess(c);
+  stopAll();
   store?.cleanup();
   store = null;
 });
 
 afterAll(() => {
-  for (const c of [...children]) stopProcess(c);
+  stopAll();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 

@@ -5,20 +5,10 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KmsgSource, parseKmsgRecord, type KmsgRecord } from '../../triggers/kmsg.js';
-import { IS_ROOT } from '../helpers.js';
+import { IS_ROOT, sleep, waitUntil } from '../helpers.js';
 
 const POLL_MS = 50;
 const SETTLE_MS = 10 * POLL_MS;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe('parseKmsgRecord', () => {
   it.each([
@@ -72,7 +62,7 @@ describe.skipIf(!canRun)('KmsgSource on /dev/kmsg (needs root and /dev/kmsg)', (
     const { got } = await follow(id);
     writeFileSync('/dev/kmsg', `<6>${id}: hello\n`);
     writeFileSync('/dev/kmsg', `<3>${id}: second\n`);
-    await waitFor(() => got.length >= 2, 'the two lines');
+    await waitUntil(() => got.length >= 2, 'the two lines');
     await sleep(SETTLE_MS);
     expect(got.map((g) => g.line)).toEqual([`${id}: hello`, `${id}: second`]);
     expect(got.map((g) => g.rec.priority)).toEqual([6, 3]);
@@ -87,7 +77,7 @@ describe.skipIf(!canRun)('KmsgSource on /dev/kmsg (needs root and /dev/kmsg)', (
     const { got } = await follow(id);
     const text = `${id}: bell\x07 esc\x1b[31m tab\t back\\slash été end`;
     writeFileSync('/dev/kmsg', `<4>${text}\n`);
-    await waitFor(() => got.length >= 1, 'the line');
+    await waitUntil(() => got.length >= 1, 'the line');
     await sleep(SETTLE_MS);
     expect(got).toHaveLength(1);
     expect(got[0]!.line).toBe(text);
@@ -99,7 +89,7 @@ describe.skipIf(!canRun)('KmsgSource on /dev/kmsg (needs root and /dev/kmsg)', (
     const { got } = await follow(id);
     // Each open of /dev/kmsg has its own write rate limit (10 per 5 s): one fd per line.
     for (let i = 0; i < 200; i++) writeFileSync('/dev/kmsg', `<7>${id}: n=${i}\n`);
-    await waitFor(() => got.length >= 200, '200 lines');
+    await waitUntil(() => got.length >= 200, '200 lines');
     await sleep(SETTLE_MS);
     expect(got.map((g) => g.line)).toEqual(Array.from({ length: 200 }, (_, i) => `${id}: n=${i}`));
   });
@@ -108,7 +98,7 @@ describe.skipIf(!canRun)('KmsgSource on /dev/kmsg (needs root and /dev/kmsg)', (
     const id = tag();
     const { src, got } = await follow(id);
     writeFileSync('/dev/kmsg', `<6>${id}: open\n`);
-    await waitFor(() => got.length >= 1, 'the first line');
+    await waitUntil(() => got.length >= 1, 'the first line');
     const during = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     await src.close();
     await src.close();

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LINE_CUT_MARKER, LogTail, type LogTailOptions } from '../../triggers/log-tail.js';
 import type { Logger } from '../../lib/log.js';
+import { sleep, waitUntil } from '../helpers.js';
 
 const POLL_MS = 100;
 /** Longer than a poll interval plus a chokidar round trip: nothing more may arrive after it. */
@@ -23,16 +24,6 @@ afterEach(async () => {
   await Promise.all(tails.splice(0).map((t) => t.close()));
   rmSync(dir, { recursive: true, force: true });
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** Handle kinds a tail may hold (fs.watch wraps are unref'd and not listed: see inotify below). */
 const WATCHED_KINDS = new Set(['Timeout', 'Immediate', 'FSEventWrap', 'StatWatcher', 'FileHandle']);
@@ -89,9 +80,9 @@ describe('LogTail', () => {
     writeFileSync(path, '');
     const { lines, times } = await follow(path, { now: () => 1234 });
     appendFileSync(path, 'a\n');
-    await waitFor(() => lines.length >= 1, 'a');
+    await waitUntil(() => lines.length >= 1, 'a');
     appendFileSync(path, 'b\nc\n');
-    await waitFor(() => lines.length >= 3, 'b, c');
+    await waitUntil(() => lines.length >= 3, 'b, c');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['a', 'b', 'c']);
     expect(times).toEqual([1234, 1234, 1234]);
@@ -104,7 +95,7 @@ describe('LogTail', () => {
     await sleep(SETTLE_MS);
     expect(lines).toEqual([]);
     appendFileSync(path, ' done\nnew\n');
-    await waitFor(() => lines.length >= 2, 'new lines');
+    await waitUntil(() => lines.length >= 2, 'new lines');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['half done', 'new']);
   });
@@ -115,12 +106,12 @@ describe('LogTail', () => {
     // A poll far longer than the test: only chokidar can bring these lines.
     const { lines } = await follow(path, { pollIntervalMs: 600_000 });
     appendFileSync(path, 'prompt\n');
-    await waitFor(() => lines.length >= 1, 'prompt', 3000);
+    await waitUntil(() => lines.length >= 1, 'prompt', 3000);
     renameSync(path, `${path}.1`);
     writeFileSync(path, 'rotated\n');
-    await waitFor(() => lines.length >= 2, 'rotated', 3000);
+    await waitUntil(() => lines.length >= 2, 'rotated', 3000);
     appendFileSync(path, 'more\n');
-    await waitFor(() => lines.length >= 3, 'more', 3000);
+    await waitUntil(() => lines.length >= 3, 'more', 3000);
     expect(lines).toEqual(['prompt', 'rotated', 'more']);
   });
 
@@ -130,7 +121,7 @@ describe('LogTail', () => {
     await sleep(SETTLE_MS);
     writeFileSync(path, 'first\nsecond\n', { flag: 'wx' });
     appendFileSync(path, 'third\n');
-    await waitFor(() => lines.length >= 3, 'three lines');
+    await waitUntil(() => lines.length >= 3, 'three lines');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['first', 'second', 'third']);
   });
@@ -140,7 +131,7 @@ describe('LogTail', () => {
     const { lines } = await follow(path);
     mkdirSync(join(dir, 'sub'));
     writeFileSync(path, 'x\n');
-    await waitFor(() => lines.length >= 1, 'x');
+    await waitUntil(() => lines.length >= 1, 'x');
     expect(lines).toEqual(['x']);
   });
 
@@ -153,7 +144,7 @@ describe('LogTail', () => {
       writeSync(old, `${l}\n`);
       if (l.endsWith('0')) await sleep(5);
     }
-    await waitFor(() => lines.length >= 50, 'old-50');
+    await waitUntil(() => lines.length >= 50, 'old-50');
     // logrotate: rename; the writer has not noticed and goes on for a moment.
     renameSync(path, `${path}.1`);
     for (const l of numbered('old', 51, 60)) writeSync(old, `${l}\n`);
@@ -168,7 +159,7 @@ describe('LogTail', () => {
     closeSync(old);
     for (const l of numbered('new', 2, 40)) writeSync(neu, `${l}\n`);
     closeSync(neu);
-    await waitFor(() => lines.length >= 75 + 40, 'all lines');
+    await waitUntil(() => lines.length >= 75 + 40, 'all lines');
     await sleep(SETTLE_MS);
     expect(lines.filter((l) => l.startsWith('old-'))).toEqual(numbered('old', 1, 75));
     expect(lines.filter((l) => l.startsWith('new-'))).toEqual(numbered('new', 1, 40));
@@ -181,7 +172,7 @@ describe('LogTail', () => {
     const { lines } = await follow(path);
     const old = openSync(path, 'a');
     writeSync(old, 'old-1\n');
-    await waitFor(() => lines.length >= 1, 'old-1');
+    await waitUntil(() => lines.length >= 1, 'old-1');
     // All in one tick: no event can be handled in between.
     writeSync(old, 'old-2\n');
     renameSync(path, `${path}.1`);
@@ -189,7 +180,7 @@ describe('LogTail', () => {
     writeFileSync(path, 'new-1\nnew-2\n');
     writeSync(old, 'old-4\nold-5\n');
     closeSync(old);
-    await waitFor(() => lines.length >= 7, 'all lines');
+    await waitUntil(() => lines.length >= 7, 'all lines');
     await sleep(SETTLE_MS);
     expect(lines.filter((l) => l.startsWith('old-'))).toEqual(numbered('old', 1, 5));
     expect(lines.filter((l) => l.startsWith('new-'))).toEqual(['new-1', 'new-2']);
@@ -203,12 +194,12 @@ describe('LogTail', () => {
     renameSync(path, `${path}.1`);
     writeFileSync(path, '');
     writeSync(old, 'late-1\n');
-    await waitFor(() => lines.length >= 1, 'late-1');
+    await waitUntil(() => lines.length >= 1, 'late-1');
     await sleep(300 + SETTLE_MS);
     writeSync(old, 'too-late\n');
     closeSync(old);
     appendFileSync(path, 'new-1\n');
-    await waitFor(() => lines.length >= 2, 'new-1');
+    await waitUntil(() => lines.length >= 2, 'new-1');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['late-1', 'new-1']);
   });
@@ -221,7 +212,7 @@ describe('LogTail', () => {
     await sleep(2 * POLL_MS);
     writeFileSync(path, 'again-1\n');
     appendFileSync(path, 'again-2\n');
-    await waitFor(() => lines.length >= 2, 'again');
+    await waitUntil(() => lines.length >= 2, 'again');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['again-1', 'again-2']);
   });
@@ -233,13 +224,13 @@ describe('LogTail', () => {
     const { lines } = await follow(path, { log: collectingLogger(logged) });
     const w = openSync(path, 'a'); // O_APPEND, as a writer must for copytruncate
     for (const l of numbered('line', 1, 20)) writeSync(w, `${l}\n`);
-    await waitFor(() => lines.length >= 20, 'line-20');
+    await waitUntil(() => lines.length >= 20, 'line-20');
     copyFileSync(path, `${path}.1`);
     truncateSync(path, 0);
     await sleep(2 * POLL_MS);
     for (const l of numbered('line', 21, 30)) writeSync(w, `${l}\n`);
     closeSync(w);
-    await waitFor(() => lines.length >= 30, 'line-30');
+    await waitUntil(() => lines.length >= 30, 'line-30');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(numbered('line', 1, 30));
     expect(logged.some((l) => l.msg.includes('truncated'))).toBe(true);
@@ -250,11 +241,11 @@ describe('LogTail', () => {
     writeFileSync(path, '');
     const { lines } = await follow(path);
     appendFileSync(path, 'short-1\nshort-2\n');
-    await waitFor(() => lines.length >= 2, 'short lines');
+    await waitUntil(() => lines.length >= 2, 'short lines');
     // One tick: truncate, then more than the old size, so size alone looks like growth.
     truncateSync(path, 0);
     appendFileSync(path, 'after-truncation-1\nafter-truncation-2\n');
-    await waitFor(() => lines.length >= 4, 'refilled lines');
+    await waitUntil(() => lines.length >= 4, 'refilled lines');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['short-1', 'short-2', 'after-truncation-1', 'after-truncation-2']);
   });
@@ -265,11 +256,11 @@ describe('LogTail', () => {
     const { lines } = await follow(path);
     const w = openSync(path, 'r+'); // no O_APPEND: writes at its own offset
     writeSync(w, 'one\ntwo\n', 0);
-    await waitFor(() => lines.length >= 2, 'one, two');
+    await waitUntil(() => lines.length >= 2, 'one, two');
     truncateSync(path, 0);
     writeSync(w, 'three\n', 8); // leaves 8 NULs (a hole) before it
     closeSync(w);
-    await waitFor(() => lines.length >= 3, 'three');
+    await waitUntil(() => lines.length >= 3, 'three');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['one', 'two', 'three']);
   });
@@ -282,7 +273,7 @@ describe('LogTail', () => {
     await sleep(SETTLE_MS);
     expect(lines).toEqual([]);
     appendFileSync(path, 'OR 42\n');
-    await waitFor(() => lines.length >= 1, 'ERROR 42');
+    await waitUntil(() => lines.length >= 1, 'ERROR 42');
     await sleep(SETTLE_MS);
     expect(lines).toEqual(['ERROR 42']);
   });
@@ -294,7 +285,7 @@ describe('LogTail', () => {
     appendFileSync(path, 'dos line\r\n');
     appendFileSync(path, Buffer.from([0x62, 0x61, 0x64, 0xff, 0xc3, 0x28, 0x20, 0xc3, 0xa9, 0x0a]));
     appendFileSync(path, '\n');
-    await waitFor(() => lines.length >= 3, 'three lines');
+    await waitUntil(() => lines.length >= 3, 'three lines');
     expect(lines).toEqual(['dos line', 'bad\uFFFD\uFFFD( é', '']);
   });
 
@@ -303,15 +294,15 @@ describe('LogTail', () => {
     writeFileSync(path, '');
     const { lines } = await follow(path, { maxLineBytes: 1000 });
     appendFileSync(path, `${'x'.repeat(5000)}\nnext\n`);
-    await waitFor(() => lines.length >= 2, 'two lines');
+    await waitUntil(() => lines.length >= 2, 'two lines');
     // The same line arriving in pieces: cut as soon as it is too long, the rest skipped.
     appendFileSync(path, 'y'.repeat(700));
     appendFileSync(path, 'y'.repeat(700));
-    await waitFor(() => lines.length >= 3, 'the cut line');
+    await waitUntil(() => lines.length >= 3, 'the cut line');
     appendFileSync(path, `${'y'.repeat(3000)}\nafter\n`);
     // Exactly maxLineBytes (with a CRLF) is not cut; a multi-byte character is not split.
     appendFileSync(path, `${'z'.repeat(1000)}\r\na${'é'.repeat(600)}\n`);
-    await waitFor(() => lines.length >= 6, 'six lines');
+    await waitUntil(() => lines.length >= 6, 'six lines');
     await sleep(SETTLE_MS);
     expect(lines).toEqual([
       `${'x'.repeat(1000)}${LINE_CUT_MARKER}`,
@@ -338,7 +329,7 @@ describe('LogTail', () => {
       writeSync(w, s);
     }
     closeSync(w);
-    await waitFor(() => lines.length >= n, `${n} lines`, 60_000);
+    await waitUntil(() => lines.length >= n, `${n} lines`, 60_000);
     const ms = performance.now() - t0;
     await sleep(SETTLE_MS);
     expect(lines).toHaveLength(n);
@@ -356,7 +347,7 @@ describe('LogTail', () => {
     symlinkSync(target, link);
     const { lines } = await follow(link);
     appendFileSync(target, 'via link\n');
-    await waitFor(() => lines.length >= 1, 'via link');
+    await waitUntil(() => lines.length >= 1, 'via link');
     expect(lines).toEqual(['via link']);
 
     const fifo = join(dir, 'fifo');
@@ -393,7 +384,7 @@ describe('LogTail', () => {
     symlinkSync(own, path);
     lchownSync(path, 65534, 65534);
     appendFileSync(own, 'mine\n');
-    await waitFor(() => lines.length >= 1, 'mine');
+    await waitUntil(() => lines.length >= 1, 'mine');
     expect(lines).toEqual(['mine']);
   });
 
@@ -402,11 +393,11 @@ describe('LogTail', () => {
     writeFileSync(path, '');
     const { tail, lines } = await follow(path);
     appendFileSync(path, 'one\n');
-    await waitFor(() => lines.length >= 1, 'one');
+    await waitUntil(() => lines.length >= 1, 'one');
     // A rotated-away file held open too.
     renameSync(path, `${path}.1`);
     writeFileSync(path, 'two\n');
-    await waitFor(() => lines.length >= 2, 'two');
+    await waitUntil(() => lines.length >= 2, 'two');
     const during = process.getActiveResourcesInfo();
     expect(inotifyWatchedInodes()).toContain(statSync(dir).ino);
     await tail.close();

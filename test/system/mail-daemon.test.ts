@@ -1,14 +1,14 @@
 // Mail end to end through the daemon: a real crash through the kernel core_pattern is
 // queued by the handler and delivered by the daemon's sender; a rule's mail action mails
 // its snapshot event. A real SMTP server (smtp-server) runs in the test process.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, IS_ROOT, buildCrasher, makeTempStore, runCli, waitFor, type TempStore } from '../helpers.js';
+import { IS_ROOT, buildCrasher, makeTempStore, runCli, waitFor, type TempStore } from '../helpers.js';
+import { noSysctlDropIn, startDaemon, stopDaemon, waitRunning, type DaemonProc } from './daemon-proc.js';
 import { crash, restoreKernelState, saveKernelState } from './kernel.js';
 
 async function smtp(): Promise<{ port: number; mails: Buffer[]; close: () => Promise<void> }> {
@@ -28,15 +28,12 @@ async function smtp(): Promise<{ port: number; mails: Buffer[]; close: () => Pro
 
 describe.skipIf(!IS_ROOT)('mail through the daemon', () => {
   let store: TempStore | undefined;
-  let daemon: ChildProcess | undefined;
+  let daemon: DaemonProc | undefined;
   let server: Awaited<ReturnType<typeof smtp>> | undefined;
   let scratch: string | undefined;
   afterEach(async () => {
     try {
-      if (daemon && daemon.exitCode === null) {
-        daemon.kill('SIGTERM');
-        await new Promise((r) => daemon!.on('exit', r));
-      }
+      await stopDaemon(daemon);
       await server?.close();
     } finally {
       store?.cleanup();
@@ -68,15 +65,9 @@ describe.skipIf(!IS_ROOT)('mail through the daemon', () => {
         '    do: [snapshot, { mail: { to: [dev@example.com] } }]',
         '',
       ].join('\n'));
-      writeFileSync(store.configPath, readFileSync(store.configPath, 'utf8').replace(/sysctlDropIn: .*/, 'sysctlDropIn: null'));
-      let out = '';
-      daemon = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      daemon.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-      daemon.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-      await waitFor('the daemon', () => {
-        if (daemon!.exitCode !== null) throw new Error(out);
-        return /flightbox is running/.test(out);
-      }, 30_000);
+      noSysctlDropIn(store);
+      daemon = startDaemon(store);
+      await waitRunning(daemon);
 
       const bin = buildCrasher('segv');
       const c = await crash(bin);
@@ -98,10 +89,7 @@ describe.skipIf(!IS_ROOT)('mail through the daemon', () => {
       const outbox = JSON.parse(runCli(['--config', store.configPath, 'outbox', '--all', '--json']).stdout) as { status: string }[];
       expect(outbox.map((o) => o.status)).toEqual(['sent', 'sent']);
     } finally {
-      if (daemon && daemon.exitCode === null) {
-        daemon.kill('SIGTERM');
-        await new Promise((r) => daemon!.on('exit', r));
-      }
+      await stopDaemon(daemon);
       restoreKernelState(saved);
     }
   });

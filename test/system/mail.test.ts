@@ -4,9 +4,8 @@
 // storm, a sender killed mid-send, the CLI (`flightbox mail`, `flightbox outbox`).
 // Crash bundles come from the real handler fed gcore cores (no core_pattern change).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import {
-  chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync,
+  chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync,
   utimesSync, writeFileSync, lstatSync,
 } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -25,14 +24,12 @@ import { makeBundleId } from '../../store/bundle-id.js';
 import type { OutboxRequest, OutboxRow } from '../../store/index-db.js';
 import { MANIFEST_VERSION, hostInfo, readManifest, type Manifest } from '../../store/manifest.js';
 import { Store } from '../../store/store.js';
-import { CLI, HANDLER, buildCrasher, makeTempStore, runCli, waitFor, type RunResult, type TempStore } from '../helpers.js';
+import { CLI, buildCrasher, makeTempStore, runCli, waitFor, type TempStore } from '../helpers.js';
+import {
+  collectOutput, gcore, kernelArgs, runHandler, sha256, startProcess, stopAll, stopProcess, trackChild, untrackChild, type ChildRun,
+} from './procs.js';
 
-const RLIM_INFINITY = '18446744073709551615';
 const HOUR = 3_600_000;
-
-function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 // ---------------------------------------------------------------------------------------
 // A real SMTP server in this process.
@@ -136,7 +133,6 @@ async function freePort(): Promise<number> {
 // ---------------------------------------------------------------------------------------
 // Stores, configs, events.
 
-const children = new Set<ChildProcess>();
 let work: string;
 let waiter: string;
 
@@ -228,51 +224,14 @@ function escapeRe(s: string): string {
 // ---------------------------------------------------------------------------------------
 // Real crashes: the handler fed a gcore core of a live process.
 
-async function startProcess(bin: string, args: string[], expectComm: string): Promise<ChildProcess & { pid: number }> {
-  const child = spawn(bin, args, { stdio: 'ignore' });
-  children.add(child);
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start ${bin}`);
-  await waitFor(`${JSON.stringify(bin)} to be asleep as ${JSON.stringify(expectComm)}`, () => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-      return readlinkSync(`/proc/${pid}/exe`) === bin && readFileSync(`/proc/${pid}/comm`, 'latin1') === `${expectComm}\n` &&
-        stat.slice(stat.lastIndexOf(')') + 2).startsWith('S');
-    } catch {
-      return false;
-    }
-  }, 10_000, 10);
-  return child as ChildProcess & { pid: number };
-}
-
-function stopProcess(child: ChildProcess): void {
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.delete(child);
-}
-
-function gcore(pid: number): string {
-  const prefix = join(work, 'core');
-  const r = spawnSync('gcore', ['-o', prefix, String(pid)], { encoding: 'utf8', timeout: 60_000 });
-  const out = `${prefix}.${pid}`;
-  if (r.status !== 0 || !existsSync(out)) throw new Error(`gcore failed: ${r.stderr}`);
-  return out;
-}
-
 /** Crash `bin` (named `comm`) through the handler; returns the event's manifest. */
 async function realCrash(s: TempStore, bin: string, comm: string): Promise<Manifest> {
   const p = await startProcess(bin, [comm], comm);
-  const core = gcore(p.pid);
-  const args = [p.pid, p.pid, p.pid, 0, 0, 11, Math.floor(Date.now() / 1000), RLIM_INFINITY, 'fbx-host', 1].map(String);
-  const fd = openSync(core, 'r');
+  const core = gcore(p.pid, join(work, 'core'));
   let code: number | null;
   try {
-    const child = spawn(process.execPath, [HANDLER, '--config', s.configPath, '--', ...args], { stdio: [fd, 'ignore', 'ignore'] });
-    code = await new Promise<number | null>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (c) => resolve(c));
-    });
+    ({ code } = await runHandler(s.configPath, kernelArgs({ pid: p.pid, host: 'fbx-host' }), core));
   } finally {
-    closeSync(fd);
     stopProcess(p);
     rmSync(core, { force: true });
   }
@@ -290,21 +249,13 @@ async function realCrash(s: TempStore, bin: string, comm: string): Promise<Manif
 // ---------------------------------------------------------------------------------------
 // The CLI, asynchronously: the SMTP server it talks to runs in this process.
 
-function runCliAsync(args: string[], opts: { onSpawn?: (c: ChildProcess) => void } = {}): Promise<RunResult & { signal: NodeJS.Signals | null }> {
+/** The CLI (tracked until it closes, so that afterEach kills it), its output collected. */
+function runCliAsync(args: string[], opts: { onSpawn?: (c: ChildProcess) => void } = {}): Promise<ChildRun> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
+  trackChild(child);
+  child.on('close', () => untrackChild(child));
   opts.onSpawn?.(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return collectOutput(child);
 }
 
 /** Extract a .tar.gz; returns the directory. */
@@ -351,7 +302,7 @@ beforeAll(() => {
 });
 
 afterEach(async () => {
-  for (const c of [...children]) stopProcess(c);
+  stopAll();
   for (const e of envs.splice(0)) {
     await e.sender.stop();
     e.store.close();

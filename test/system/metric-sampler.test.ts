@@ -7,9 +7,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SYSTEM_METRICS, type ProcessSelector, type Rule } from '../../lib/rules.js';
+import { SYSTEM_METRICS } from '../../lib/rules.js';
 import { MetricSampler, type ValueEvent } from '../../triggers/metric-sampler.js';
-import { IS_ROOT, waitFor } from '../helpers.js';
+import { IS_ROOT, killAndWait, sleep, waitFor } from '../helpers.js';
+import { msPerSample, threshold } from '../metric-fixtures.js';
 
 const MiB = 2 ** 20;
 // six hex digits: "fbx-rss-" + TAG is 14 characters, under TASK_COMM_LEN (15 + NUL)
@@ -22,17 +23,6 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-function threshold(name: string, metric: string, process: ProcessSelector | null = null, mount: string | null = null): Rule {
-  return {
-    name,
-    when: { kind: 'threshold', metric: metric as never, process, mount, op: 'above', value: 1, forMs: 0, clear: 1 },
-    do: [],
-    cooldownMs: 0,
-    maxPerDay: 100,
-    line: null,
-  };
-}
 
 const byRule = (evs: ValueEvent[], name: string): ValueEvent => {
   const ev = evs.find((e) => e.rule === name);
@@ -56,15 +46,6 @@ async function nodeChild(code: string, opts: { argv0?: string; args?: string[] }
   });
   return child;
 }
-
-async function killAndWait(child: ChildProcess | null): Promise<void> {
-  if (child === null || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('system metrics on the real host', () => {
   it('every system metric has a plausible value (cpu from the second sample on)', async () => {
@@ -270,11 +251,7 @@ describe('per-process metrics of real processes', () => {
       threshold('thr', 'process.threads', { name: 'node' }),
       threshold('pcpu', 'process.cpu', { name: 'systemd' }),
     ];
-    s.sample(rules);
-    const n = 50;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) s.sample(rules);
-    const ms = (performance.now() - t0) / n;
+    const ms = msPerSample(s, rules, 50);
     const scan = s.lastScan!;
     console.info(`metric sampler: ${ms.toFixed(2)} ms per sample (${rules.length} rules, ${scan.listed} processes)`);
     // some 10 µs per process for the comm scan on a small VM; generous for a loaded box

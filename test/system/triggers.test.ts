@@ -6,7 +6,8 @@ import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, re
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, sleep, waitFor, type TempStore } from '../helpers.js';
+import { noSysctlDropIn, runningDaemon, stopDaemon, type DaemonProc } from './daemon-proc.js';
 import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
 
 interface EventJson { id: string; kind: string; rule: string | null; reason: string | null; bundle: string; pid: number | null }
@@ -16,26 +17,8 @@ const BASE = 'recorders:\n  metrics: { interval: 200ms, window: 5s }\n  ftrace: 
 
 function setup(rules: string): TempStore {
   const store = makeTempStore(`${BASE}rules:\n${rules}`);
-  writeFileSync(store.configPath, readFileSync(store.configPath, 'utf8').replace(/sysctlDropIn: .*/, 'sysctlDropIn: null'));
+  noSysctlDropIn(store);
   return store;
-}
-
-function startDaemon(store: TempStore, args: string[] = ['--no-install']): { child: ChildProcess; log: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  return { child, log: () => out, exited };
-}
-
-async function running(store: TempStore, args?: string[]): Promise<ReturnType<typeof startDaemon>> {
-  const d = startDaemon(store, args);
-  await waitFor('the daemon to be running', () => {
-    if (d.child.exitCode !== null) throw new Error(`the daemon exited: ${d.log()}`);
-    return /flightbox is running/.test(d.log());
-  }, 30_000);
-  return d;
 }
 
 function ruleEvents(store: TempStore, rule: string): EventJson[] {
@@ -43,11 +26,9 @@ function ruleEvents(store: TempStore, rule: string): EventJson[] {
   return r.code === 0 ? (JSON.parse(r.stdout) as EventJson[]) : [];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
   let store: TempStore | undefined;
-  let daemon: ReturnType<typeof startDaemon> | undefined;
+  let daemon: DaemonProc | undefined;
   const children: ChildProcess[] = [];
   const dirs: string[] = [];
   /** A scratch directory removed after the test. */
@@ -60,10 +41,7 @@ describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
     try {
       for (const c of children.splice(0)) c.kill('SIGKILL');
-      if (daemon && daemon.child.exitCode === null) {
-        daemon.child.kill('SIGTERM');
-        await daemon.exited;
-      }
+      await stopDaemon(daemon);
     } finally {
       daemon = undefined;
       store?.cleanup();
@@ -87,7 +65,7 @@ describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
     children.push(hog);
     let said = '';
     hog.stdout!.on('data', (d: Buffer) => { said += d.toString(); });
-    daemon = await running(store);
+    daemon = await runningDaemon(store, ['--no-install']);
     await sleep(1500);
     expect(ruleEvents(store, 'hog')).toHaveLength(0); // small: no firing
 
@@ -124,7 +102,7 @@ describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
       '    maxPerDay: 10000',
       '',
     ].join('\n'));
-    daemon = await running(store);
+    daemon = await runningDaemon(store, ['--no-install']);
     let n = 0;
     const line = () => `request failed: ERROR ${++n} at ${Date.now()}\n`;
     for (let i = 0; i < 5; i++) appendFileSync(log, `${line()}ok line\n`);
@@ -170,7 +148,7 @@ describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
       '    cooldown: 1h',
       '',
     ].join('\n'));
-    daemon = await running(store);
+    daemon = await runningDaemon(store, ['--no-install']);
     appendFileSync(log, Array.from({ length: 1000 }, (_, i) => `FLOOD ${i}\n`).join(''));
     await waitFor('the flood to be read', () => {
       const st = JSON.parse(runCli(['--config', store!.configPath, 'status', '--json']).stdout) as { daemon: { rules: { name: string; fired: number; suppressed: number }[] } };
@@ -204,7 +182,7 @@ describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
       '    do: [{ collect: [uptime] }]',
       '',
     ].join('\n'));
-    daemon = await running(store);
+    daemon = await runningDaemon(store, ['--no-install']);
     writeFileSync('/dev/kmsg', `<4>${marker}: Killed process 4242 (victim) $(touch /tmp/pwned)\n`);
     const e = await waitFor('the kmsg rule', () => ruleEvents(store!, 'oom')[0], 15_000);
     expect(e.reason).toContain(`${marker}: Killed process 4242`);
@@ -248,7 +226,7 @@ describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
         `    do: [{ exec: ${hook} }]`,
         '',
       ].join('\n'));
-      daemon = await running(store, []);
+      daemon = await runningDaemon(store);
       const c = await crash(buildCrasher('segv'));
       await waitFor('the crash hook', () => existsSync(hookOut) && readFileSync(hookOut, 'utf8').includes('FLIGHTBOX_EVENT_ID'), 30_000);
       const crashes = JSON.parse(runCli(['--config', store.configPath, 'list', '--pid', String(c.pid), '--json']).stdout) as EventJson[];
@@ -257,10 +235,7 @@ describe.skipIf(!IS_ROOT)('rules through the daemon', () => {
       // A crash rule with only hooks adds no event of its own.
       expect(ruleEvents(store, 'segv-crash')).toHaveLength(0);
     } finally {
-      if (daemon && daemon.child.exitCode === null) {
-        daemon.child.kill('SIGTERM');
-        await daemon.exited;
-      }
+      await stopDaemon(daemon);
       restoreKernelState(saved);
     }
   });

@@ -6,10 +6,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   cmdlineText, hostConstants, parseCgroupV2, parseFileNr, parsePidStat, parsePidStatWithThreads,
 } from '../../lib/procfs.js';
-import type { ProcessSelector, Rule } from '../../lib/rules.js';
+import type { Rule } from '../../lib/rules.js';
 import {
   MAX_PROCESSES_SCANNED, MetricSampler, cgroupUnder, parsePidFile, type FsUsage, type ValueEvent,
 } from '../../triggers/metric-sampler.js';
+import { writeTree } from '../helpers.js';
+import { msPerSample, pidStat, threshold, type PidStatFields } from '../metric-fixtures.js';
 
 // Every open and directory listing goes through these counters (they call the real
 // functions): the read-once test counts opens per path.
@@ -65,37 +67,12 @@ const SYSTEM_FILES: Record<string, string> = {
   'sys/fs/file-nr': '1234\t0\t9223372036854775807\n',
 };
 
-function writeFiles(files: Record<string, string | null>): void {
-  for (const [rel, text] of Object.entries(files)) {
-    const path = join(root, rel);
-    if (text === null) {
-      rmSync(path, { force: true });
-      continue;
-    }
-    mkdirSync(join(path, '..'), { recursive: true });
-    writeFileSync(path, text);
-  }
-}
-
-interface FakeProc {
-  pid: number;
-  comm: string;
-  utime?: number;
-  stime?: number;
-  start?: number;
-  rss?: number;
-  threads?: number;
+interface FakeProc extends PidStatFields {
   /** the arguments; written NUL-terminated */
   argv?: string[];
   /** cgroup v2 path */
   cgroup?: string;
   fds?: number;
-}
-
-/** /proc/PID/stat with 14 utime, 15 stime, 20 num_threads, 22 starttime, 24 rss (pages). */
-function pidStat(p: FakeProc): string {
-  return `${p.pid} (${p.comm}) S 1 ${p.pid} ${p.pid} 0 -1 4194304 10 0 0 0 ${p.utime ?? 0} ${p.stime ?? 0} 0 0 20 0 `
-    + `${p.threads ?? 1} 0 ${p.start ?? 1} 123456789 ${p.rss ?? 0} 18446744073709551615 1 1 0 0 0\n`;
 }
 
 function writeProc(p: FakeProc): void {
@@ -108,17 +85,6 @@ function writeProc(p: FakeProc): void {
   // a hybrid host: v1 hierarchies first, the v2 line last
   writeFileSync(join(d, 'cgroup'), `4:memory:/elsewhere\n1:name=systemd:/elsewhere\n0::${p.cgroup ?? '/'}\n`);
   for (let i = 0; i < (p.fds ?? 0); i++) writeFileSync(join(d, 'fd', String(i)), '');
-}
-
-function threshold(name: string, metric: string, process: ProcessSelector | null = null, mount: string | null = null): Rule {
-  return {
-    name,
-    when: { kind: 'threshold', metric: metric as never, process, mount, op: 'above', value: 1, forMs: 0, clear: 1 },
-    do: [],
-    cooldownMs: 0,
-    maxPerDay: 100,
-    line: null,
-  };
 }
 
 function sampler(statfs?: (path: string) => FsUsage) {
@@ -226,18 +192,18 @@ describe('system metrics on a fake /proc', () => {
     ['load1', { ...SYSTEM_FILES, loadavg: null }, null],
     ['memory.available', { ...SYSTEM_FILES, meminfo: 'garbage\n' }, null],
   ] as const)('%s = %j', (metric, files, want) => {
-    writeFiles(files);
+    writeTree(root, files);
     const { s } = sampler();
     expect(one(s, threshold('r', metric))).toEqual({ kind: 'value', rule: 'r', t: 1_700_000_000_000, value: want, labels: {} });
   });
 
   it('cpu: busy % over all CPUs since the previous sample, null on the first', () => {
-    writeFiles(SYSTEM_FILES);
+    writeTree(root, SYSTEM_FILES);
     const { s, clock } = sampler();
     const rule = threshold('cpu', 'cpu');
     expect(one(s, rule).value).toBeNull();
     clock.advance(1000);
-    writeFiles({ stat: STAT_2 });
+    writeTree(root, { stat: STAT_2 });
     expect(one(s, rule).value).toBe(45);
     // no jiffies passed: no value rather than 0 % or NaN
     clock.advance(1000);
@@ -268,7 +234,7 @@ describe('system metrics on a fake /proc', () => {
   });
 
   it('ignores rules that are not thresholds, keeps the order of the others, stamps one t', () => {
-    writeFiles(SYSTEM_FILES);
+    writeTree(root, SYSTEM_FILES);
     const { s } = sampler();
     const rules: Rule[] = [
       threshold('a', 'load5'),
@@ -456,7 +422,7 @@ describe('per-process metrics on a fake /proc', () => {
 
 describe('cost', () => {
   it('reads each file at most once per sample, and only the files the rules need', () => {
-    writeFiles(SYSTEM_FILES);
+    writeTree(root, SYSTEM_FILES);
     writeProc({ pid: 100, comm: 'mysqld', rss: 10, threads: 3, argv: ['mysqld', '-a'], cgroup: '/system.slice/m.service', fds: 2 });
     writeProc({ pid: 200, comm: 'nginx', rss: 20, threads: 4, argv: ['nginx', '-b'], cgroup: '/system.slice/n.service', fds: 2 });
     const pidFile = writePidFile('200\n');
@@ -496,7 +462,7 @@ describe('cost', () => {
   });
 
   it('system rules alone never list /proc, and a name rule reads comm but not cmdline or cgroup', () => {
-    writeFiles(SYSTEM_FILES);
+    writeTree(root, SYSTEM_FILES);
     writeProc({ pid: 100, comm: 'a', argv: ['a'] });
     writeProc({ pid: 200, comm: 'b', argv: ['b'] });
     const { s } = sampler();
@@ -553,11 +519,7 @@ describe('cost', () => {
       threshold('rss', 'process.rss', { name: 'node' }), threshold('thr', 'process.threads', { name: 'node' }),
       threshold('cm', 'process.cpu', { cmdline: 'vitest' }),
     ];
-    s.sample(rules);
-    const n = 20;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) s.sample(rules);
-    const perSample = (performance.now() - t0) / n;
+    const perSample = msPerSample(s, rules, 20);
     const scan = s.lastScan!;
     console.info(`metric sampler: ${perSample.toFixed(2)} ms per sample of ${rules.length} rules over ${scan.listed} processes`);
     // generous, for a loaded CI box: some 12 µs per process per file read on a small VM

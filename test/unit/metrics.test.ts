@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,8 @@ import {
   parseMeminfo, parseNetDev, parsePidStat, parsePressure, parseProcStat, ratePerSec, ringCapacity, toSafeJson,
   type MetricsSample,
 } from '../../recorder/metrics.js';
+import { killAndWait, waitUntil, writeTree } from '../helpers.js';
+import { pidStat } from '../metric-fixtures.js';
 
 type MetricsConfig = Config['recorders']['metrics'];
 const cfg = (over: Partial<MetricsConfig> = {}): MetricsConfig => ({ ...defaultConfig().recorders.metrics, ...over });
@@ -73,30 +75,16 @@ const netdev = (rxEth: number, txEth: number) => [
   '',
 ].join('\n');
 
-/** A /proc/PID/stat line with the fields the recorder reads (14 utime, 15 stime, 22 starttime, 24 rss). */
-function pidStat(pid: number, comm: string, utime: number, stime: number, startTime: number, rssPages: number): string {
-  // fields 3..13, 14 utime, 15 stime, 16..21, 22 starttime, 23 vsize, 24 rss, then a few more
-  return `${pid} (${comm}) S 1 ${pid} ${pid} 0 -1 4194304 10 0 0 0 ${utime} ${stime} 0 0 20 0 1 0 ${startTime} 123456789 ${rssPages} 18446744073709551615 1 1 0 0 0\n`;
-}
-
 interface FakeProc { pid: number; comm: string; utime: number; stime: number; start: number; rss: number }
 
 /** Write a fake /proc tree: the system files plus one directory per process. */
 function writeProc(root: string, files: Record<string, string | null>, procs: FakeProc[] = []): void {
   mkdirSync(join(root, 'net'), { recursive: true });
-  for (const [rel, text] of Object.entries(files)) {
-    const path = join(root, rel);
-    if (text === null) {
-      rmSync(path, { force: true });
-      continue;
-    }
-    mkdirSync(join(path, '..'), { recursive: true });
-    writeFileSync(path, text);
-  }
+  writeTree(root, files);
   for (const name of readdirSync(root)) if (/^\d+$/.test(name)) rmSync(join(root, name), { recursive: true });
   for (const p of procs) {
     mkdirSync(join(root, String(p.pid)));
-    writeFileSync(join(root, String(p.pid), 'stat'), pidStat(p.pid, p.comm, p.utime, p.stime, p.start, p.rss));
+    writeFileSync(join(root, String(p.pid), 'stat'), pidStat(p));
     writeFileSync(join(root, String(p.pid), 'comm'), `${p.comm}\n`);
   }
 }
@@ -212,12 +200,12 @@ describe('parsers (pure)', () => {
   });
 
   it.each([
-    ['plain', pidStat(42, 'nginx', 11, 22, 333, 44), { comm: 'nginx', utime: 11, stime: 22, startTime: 333, rssPages: 44 }],
-    ['comm with spaces and parens', pidStat(42, 'a (b) c', 1, 2, 3, 4), { comm: 'a (b) c', utime: 1, stime: 2, startTime: 3, rssPages: 4 }],
+    ['plain', pidStat({ pid: 42, comm: 'nginx', utime: 11, stime: 22, start: 333, rss: 44 }), { comm: 'nginx', utime: 11, stime: 22, startTime: 333, rssPages: 44 }],
+    ['comm with spaces and parens', pidStat({ pid: 42, comm: 'a (b) c', utime: 1, stime: 2, start: 3, rss: 4 }), { comm: 'a (b) c', utime: 1, stime: 2, startTime: 3, rssPages: 4 }],
     // a comm that forges the fields that follow it: counted from the last ')', the forgery is just comm
-    ['comm forging fields', pidStat(42, 'x) R 1 1 1 0 -1 0 0 0 0 0 999999 999999', 5, 6, 7, 8),
+    ['comm forging fields', pidStat({ pid: 42, comm: 'x) R 1 1 1 0 -1 0 0 0 0 0 999999 999999', utime: 5, stime: 6, start: 7, rss: 8 }),
       { comm: 'x) R 1 1 1 0 -1 0 0 0 0 0 999999 999999', utime: 5, stime: 6, startTime: 7, rssPages: 8 }],
-    ['comm with newline and quote', pidStat(42, 'a\n"b', 1, 1, 1, 1), { comm: 'a\n"b', utime: 1, stime: 1, startTime: 1, rssPages: 1 }],
+    ['comm with newline and quote', pidStat({ pid: 42, comm: 'a\n"b', utime: 1, stime: 1, start: 1, rss: 1 }), { comm: 'a\n"b', utime: 1, stime: 1, startTime: 1, rssPages: 1 }],
     ['truncated', '42 (x) S 1 2 3', null],
     ['no parentheses', '42 x S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22', null],
   ])('parsePidStat: %s', (_name, text, want) => {
@@ -368,7 +356,7 @@ describe('the ring', () => {
     const gc = exposeGc();
     for (let i = 0; i < 10; i++) {
       mkdirSync(join(root, String(1000 + i)));
-      writeFileSync(join(root, String(1000 + i), 'stat'), pidStat(1000 + i, `w${i}`, i, i, i, 10 + i));
+      writeFileSync(join(root, String(1000 + i), 'stat'), pidStat({ pid: 1000 + i, comm: `w${i}`, utime: i, stime: i, start: i, rss: 10 + i }));
       live.push(1000 + i);
     }
     for (let i = 0; i < 5000; i++) {
@@ -574,7 +562,7 @@ describe('hostile comm', () => {
     symlinkSync('/bin/sh', link);
     const child = spawn(link, ['-c', 'while :; do :; done'], { stdio: 'ignore' });
     try {
-      await waitFor(() => readProcComm(child.pid!) === name);
+      await waitUntil(() => readProcComm(child.pid!) === name, 'the child to have its comm', 5000, 20);
       const rec = new MetricsRecorder(cfg({ topProcesses: 10 }));
       rec.tick();
       await new Promise((r) => setTimeout(r, 700));
@@ -630,21 +618,6 @@ function readProcComm(pid: number): string | null {
   } catch {
     return null;
   }
-}
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function killAndWait(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 /** global.gc without --expose-gc on the command line; null (heap not checked) if V8 refuses. */
