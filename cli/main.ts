@@ -91,6 +91,24 @@ program.command('outbox').description('mail waiting to be sent, and mail that fa
 program.command('reindex').description('rebuild the index from the bundles on disk')
   .action(lazy(() => import('./commands/reindex.js')));
 
+program.command('gc').description('apply retention now: delete what maxUse, keepFree, maxAge and maxPerExe say must go')
+  .option('--dry-run', 'only print what would be deleted')
+  .option('--json', 'as JSON')
+  .action(lazy(() => import('./commands/gc.js')));
+
+program.command('delete').description('delete an event: its bundle and its index row')
+  .argument('<id>', 'event id, or a unique prefix of one')
+  .option('-f, --force', 'delete it even when pinned')
+  .action(lazy(() => import('./commands/delete.js')));
+
+program.command('pin').description('keep an event: retention never deletes a pinned event')
+  .argument('<id>', 'event id, or a unique prefix of one')
+  .action(lazy(() => import('./commands/pin.js')));
+
+program.command('unpin').description('let retention delete an event again')
+  .argument('<id>', 'event id, or a unique prefix of one')
+  .action(lazy(async () => ({ run: (await import('./commands/pin.js')).runUnpin })));
+
 program.command('install').description('make the kernel pipe every core dump to flightbox (persists across reboots)')
   .option('--no-persist', 'do not write the sysctl.d drop-in (lost at reboot)')
   .action(lazy(() => import('./commands/install.js')));

@@ -19,6 +19,7 @@ import { collectInto, eventEnv, runBounded, splitCommand, MAX_EXEC_OUTPUT_BYTES 
 import { ControlServer } from './control-server.js';
 import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
 import { TriggerRunner } from './trigger-runner.js';
+import { vacuum } from '../store/retention.js';
 import { queueMail, ruleMailRequest } from '../notify/outbox.js';
 import { OutboxSender } from '../notify/sender.js';
 import type { OutboxRequest } from '../store/index-db.js';
@@ -126,6 +127,26 @@ export class Daemon {
     } catch (err) {
       this.#log.warn({}, 'Housekeeping failed, will retry: %s', messageOf(err));
     }
+    this.#vacuum(); // retention
+  }
+
+  /**
+   * Retention (store/retention.ts), here and after each crash notice; never in the crash
+   * handler, whose time is the crashed process's. `keep`: the crash just recorded (its rules
+   * and mail still need it), as systemd-coredump spares the core it just wrote.
+   */
+  #vacuum(keep?: ReadonlySet<string>): void {
+    try {
+      const r = vacuum(this.#store, this.#cfg, { keep });
+      if (r.deleted.length > 0 || r.swept.length > 0) {
+        const bytes = r.deleted.reduce((a, d) => a + d.size, 0);
+        this.#log.info({ deleted: r.deleted.length, bytes, swept: r.swept.length }, 'Retention deleted %d events: %s', r.deleted.length,
+          `${r.deleted.slice(0, 20).map((d) => `${d.id} (${d.reason})`).join(', ')}${r.deleted.length > 20 ? ', …' : ''}`);
+      }
+      if (r.plan.unsatisfied.length > 0) this.#log.warn({ over: r.plan.unsatisfied.join(',') }, 'Retention: still over the limit, only pinned events are left');
+    } catch (err) {
+      this.#log.warn({}, 'Retention failed, will retry: %s', messageOf(err));
+    }
   }
 
   async #handle(req: ControlRequest): Promise<Record<string, unknown>> {
@@ -164,6 +185,7 @@ export class Daemon {
           signature: m.signature?.hash ?? null, uid: m.process.uid,
         });
         this.#sender.wake(); // the crash's own mail, queued by the handler
+        setImmediate(() => this.#vacuum(new Set([req.id]))); // retention, after the reply
         return {};
       }
       case 'snapshot-into': {

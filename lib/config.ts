@@ -29,6 +29,12 @@ export const DEFAULT_FTRACE_EVENTS: readonly string[] = [
 ];
 export const DEFAULT_LTTNG_SUBBUF_BYTES = 512 * 1024;
 export const DEFAULT_LTTNG_NUM_SUBBUF = 8;
+// retention: (store/retention.ts). As systemd-coredump: a share of the store's filesystem,
+// never more than 4 GiB, when the file does not say.
+export const DEFAULT_RETENTION_MAX_USE_PERCENT = 10;
+export const DEFAULT_RETENTION_KEEP_FREE_PERCENT = 15;
+export const DEFAULT_RETENTION_CAP_BYTES = 4 * 1024 ** 3;
+export const MAX_RETENTION_PER_EXE = 1_000_000;
 export const DEFAULT_MAIL_MAX_ATTACHMENT_BYTES = 10 * 1000 * 1000;
 export const DEFAULT_MAIL_MAX_PER_HOUR = 10;
 export const DEFAULT_MAIL_RETRY_ATTEMPTS = 8;
@@ -45,6 +51,9 @@ export const MAX_MAIL_SUBJECT_TEMPLATE_CHARS = 200;
 // smuggle a header into a mail.
 export const MAIL_ADDRESS_RE = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 export const MAX_MAIL_ADDRESS_CHARS = 254;
+
+/** A size in bytes, or a percentage of the store's filesystem ("10%"). */
+export type SizeLimit = { bytes: number } | { percent: number };
 
 export type CompressMethod = 'zstd' | 'gzip' | 'none';
 export type BacktraceTool = 'auto' | 'eu-stack' | 'gdb' | 'none';
@@ -96,6 +105,17 @@ export interface Config {
       numSubbuf: number;
       session: string;
     };
+  };
+  /** how much the store keeps (store/retention.ts) */
+  retention: {
+    /** bundles use at most this; null: 10% of the filesystem, at most 4 GiB */
+    maxUse: SizeLimit | null;
+    /** leave at least this free on the filesystem; null: 15% of it, at most 4 GiB */
+    keepFree: SizeLimit | null;
+    /** events older than this are deleted; null: no limit */
+    maxAgeMs: number | null;
+    /** at most this many events per executable (snapshots: one group); null: no limit */
+    maxPerExe: number | null;
   };
   /** trigger rules (lib/rules-config.ts validates them) */
   rules: Rule[];
@@ -159,6 +179,7 @@ export function defaultConfig(): Config {
         session: 'flightbox',
       },
     },
+    retention: { maxUse: null, keepFree: null, maxAgeMs: null, maxPerExe: null },
     rules: [],
     mail: {
       transport: null,
@@ -200,6 +221,18 @@ const duration = (set: (c: Config, v: number) => void): Setter => (c, v) => {
   const n = parseDuration(v);
   if (n === undefined) return `expected a duration such as 30s or 5m, got ${show(v)}`;
   set(c, n);
+};
+const sizeLimit = (set: (c: Config, v: SizeLimit | null) => void): Setter => (c, v) => {
+  if (v === null) return void set(c, null);
+  if (typeof v === 'string' && v.trim().endsWith('%')) {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v);
+    const p = m ? Number(m[1]) : NaN;
+    if (!(p >= 0 && p <= 100)) return `expected a percentage from 0% to 100%, got ${show(v)}`;
+    return void set(c, { percent: p });
+  }
+  const n = parseSize(v);
+  if (n === undefined) return `expected a size such as 4GiB, a percentage of the filesystem such as 10%, or null, got ${show(v)}`;
+  set(c, { bytes: n });
 };
 const bool = (set: (c: Config, v: boolean) => void): Setter => (c, v) => {
   if (typeof v !== 'boolean') return `expected true or false, got ${show(v)}`;
@@ -310,6 +343,23 @@ const SCHEMA: Schema = {
       subbufSize: size((c, v) => { c.recorders.lttng.subbufSizeBytes = v; }),
       numSubbuf: intIn(2, 1024, (c, v) => { c.recorders.lttng.numSubbuf = v; }),
       session: name((c, v) => { c.recorders.lttng.session = v; }),
+    },
+  },
+  retention: {
+    maxUse: sizeLimit((c, v) => { c.retention.maxUse = v; }),
+    keepFree: sizeLimit((c, v) => { c.retention.keepFree = v; }),
+    maxAge: (c, v) => {
+      if (v === null) return void (c.retention.maxAgeMs = null);
+      const n = parseDuration(v);
+      if (n === undefined || n <= 0) return `expected a duration such as 30d, or null, got ${show(v)}`;
+      c.retention.maxAgeMs = n;
+    },
+    maxPerExe: (c, v) => {
+      if (v === null) return void (c.retention.maxPerExe = null);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_RETENTION_PER_EXE) {
+        return `expected a whole number from 1 to ${MAX_RETENTION_PER_EXE}, or null, got ${show(v)}`;
+      }
+      c.retention.maxPerExe = v;
     },
   },
   mail: {
@@ -528,6 +578,14 @@ export function defaultsYaml(): string {
     `    subbufSize: ${d.recorders.lttng.subbufSizeBytes / 1024}KiB`,
     `    numSubbuf: ${d.recorders.lttng.numSubbuf}`,
     `    session: ${d.recorders.lttng.session}`,
+    '# How much the store keeps (flightbox gc; the daemon vacuums every minute and after each crash).',
+    '# Over maxUse, or under keepFree, the oldest event of the executable with the most events goes',
+    '# first (snapshots are one group); pinned events (flightbox pin) are never deleted.',
+    'retention:',
+    `  maxUse: null                   # size (4GiB) or share of the filesystem (10%); null = ${DEFAULT_RETENTION_MAX_USE_PERCENT}%, at most ${DEFAULT_RETENTION_CAP_BYTES / 1024 ** 3}GiB`,
+    `  keepFree: null                 # leave this free on the store's filesystem; null = ${DEFAULT_RETENTION_KEEP_FREE_PERCENT}%, at most ${DEFAULT_RETENTION_CAP_BYTES / 1024 ** 3}GiB`,
+    `  maxAge: ${d.retention.maxAgeMs}                   # a duration such as 30d; null = no limit`,
+    `  maxPerExe: ${d.retention.maxPerExe}                # at most this many events per executable; null = no limit`,
     '# Mail (crash reports, rule actions, `flightbox mail`). No transport: no mail is queued or sent.',
     'mail:',
     '  transport: null                # { host: smtp.example.com, port: 587, secure: false, requireTLS: false,',

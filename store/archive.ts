@@ -53,7 +53,8 @@ const READ_CHUNK_BYTES = 1 * MiB;
 const REDACT_DROP = ['proc/environ'] as const;
 const REDACT_CMDLINE_FILE = 'proc/cmdline';
 /** Written by the store into every staging directory; never a bundle file. */
-const RESERVED_NAMES = new Set(['.owner']);
+// '.pinned' (Store's PIN_MARKER): a pin is this store's decision, never an archive's.
+const RESERVED_NAMES = new Set(['.owner', '.pinned']);
 
 export interface ImportLimits {
   maxEntries: number;

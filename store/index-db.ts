@@ -94,6 +94,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX outbox_storm ON outbox(storm_group, window_start);
    CREATE INDEX outbox_event ON outbox(event_id);
    CREATE INDEX outbox_digest ON outbox(digest_id);`,
+  // 4: retention (store/retention.ts). A pinned event is never vacuumed. The disk is the truth
+  // here too: the pin is a marker file in the bundle (Store.pin), and reindex reads it back.
+  `ALTER TABLE events ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 /** The schema version an index has after all migrations (PRAGMA user_version). */
@@ -131,6 +134,17 @@ export interface EventRow {
   bundle: string;
   indexed_at: number;
   reason: string | null;
+}
+
+/** What retention needs to know of an event (store/retention.ts). */
+export interface RetentionRow {
+  id: string;
+  kind: 'crash' | 'snapshot';
+  time: number;
+  exe: string | null;
+  comm: string | null;
+  size: number;
+  pinned: number;
 }
 
 export interface EventFilter {
@@ -316,10 +330,12 @@ export class IndexDb {
     }
     const cols = COLUMNS.join(', ');
     const vals = COLUMNS.map((c) => `@${c}`).join(', ');
-    this.#insert = this.db.prepare(`INSERT INTO events (${cols}) VALUES (${vals})`);
-    this.#upsert = this.db.prepare(`INSERT OR REPLACE INTO events (${cols}) VALUES (${vals})`);
-    this.#byId = this.db.prepare('SELECT * FROM events WHERE id = ?');
-    this.#byPrefix = this.db.prepare('SELECT * FROM events WHERE id >= ? AND id < ? ORDER BY time DESC LIMIT 2');
+    // `pinned` is retention state, not part of an EventRow (which is what a manifest says):
+    // written with every row (REPLACE would otherwise reset it), read through isPinned().
+    this.#insert = this.db.prepare(`INSERT INTO events (${cols}, pinned) VALUES (${vals}, @pinned)`);
+    this.#upsert = this.db.prepare(`INSERT OR REPLACE INTO events (${cols}, pinned) VALUES (${vals}, @pinned)`);
+    this.#byId = this.db.prepare(`SELECT ${cols} FROM events WHERE id = ?`);
+    this.#byPrefix = this.db.prepare(`SELECT ${cols} FROM events WHERE id >= ? AND id < ? ORDER BY time DESC LIMIT 2`);
   }
 
   #migrate(): void {
@@ -336,12 +352,13 @@ export class IndexDb {
     apply.immediate();
   }
 
-  insert(row: EventRow): void {
-    this.#insert.run(withAllColumns(row));
+  insert(row: EventRow, opts: { pinned?: boolean } = {}): void {
+    this.#insert.run({ ...withAllColumns(row), pinned: opts.pinned ? 1 : 0 });
   }
 
-  upsert(row: EventRow): void {
-    this.#upsert.run(withAllColumns(row));
+  /** Insert or replace; `pinned` comes from the bundle on disk (Store.isPinned), the truth. */
+  upsert(row: EventRow, opts: { pinned?: boolean } = {}): void {
+    this.#upsert.run({ ...withAllColumns(row), pinned: opts.pinned ? 1 : 0 });
   }
 
   get(id: string): EventRow | undefined {
@@ -373,7 +390,7 @@ export class IndexDb {
     if (f.exe !== undefined) where.push(exeClause(f.exe, params));
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
     // Newest N first, then flipped, so "-n 5" means the five most recent, shown in time order.
-    let sql = `SELECT * FROM events ${clause} ORDER BY time DESC, id DESC`;
+    let sql = `SELECT ${COLUMNS.join(', ')} FROM events ${clause} ORDER BY time DESC, id DESC`;
     if (f.limit !== undefined) { sql += ' LIMIT @limit'; params.limit = f.limit; }
     const rows = this.db.prepare(sql).all(params) as EventRow[];
     return f.reverse ? rows : rows.reverse();
@@ -584,6 +601,42 @@ export class IndexDb {
       this.#stmts.set(sql, s);
     }
     return s;
+  }
+
+  // ---- retention (store/retention.ts) --------------------------------------------------
+
+  /** Every event with what the vacuum plans from: group, age, size, pin. */
+  retentionRows(): RetentionRow[] {
+    return this.#stmt('SELECT id, kind, time, exe, comm, coalesce(bundle_size, 0) AS size, pinned FROM events ORDER BY time, id').all() as RetentionRow[];
+  }
+
+  isPinned(id: string): boolean {
+    return this.#stmt('SELECT pinned FROM events WHERE id = ?').pluck().get(id) === 1;
+  }
+
+  /** Returns false when no such event is indexed. */
+  setPinned(id: string, pinned: boolean): boolean {
+    return this.#stmt('UPDATE events SET pinned = ? WHERE id = ?').run(pinned ? 1 : 0, id).changes === 1;
+  }
+
+  /**
+   * Drop the rows of deleted events, and fail their mail that has not gone out yet (the
+   * sender would find no bundle): one transaction. Mail being sent right now, held for a
+   * digest (which needs no bundle) or already sent is left as it is.
+   */
+  deleteEvents(ids: readonly string[], why: string): { events: number; mailFailed: number } {
+    let events = 0;
+    let mailFailed = 0;
+    this.db.transaction(() => {
+      for (const id of ids) {
+        events += this.#stmt('DELETE FROM events WHERE id = ?').run(id).changes;
+        mailFailed += this.#stmt(
+          `UPDATE outbox SET status = 'failed', last_error = ?, next_attempt_at = NULL
+           WHERE event_id = ? AND status = 'pending' AND kind != 'digest'`,
+        ).run(`the event was deleted before its mail was sent (${why})`, id).changes;
+      }
+    }).immediate();
+    return { events, mailFailed };
   }
 
   deleteMissing(keep: Set<string>): number {

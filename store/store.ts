@@ -13,6 +13,16 @@ export const STAGING_DIR = 'staging';
 export const BUNDLES_DIR = 'bundles';
 export const SPOOL_DIR = 'spool';
 export const LOG_FILE = 'flightbox.log';
+/** Bundles being deleted (store/retention.ts): renamed here first, so reindex never sees them. */
+export const TRASH_DIR = 'trash';
+/**
+ * An empty file in a bundle that keeps it from retention (flightbox pin). Not in the
+ * manifest (the bundle's content did not change); archives never carry it (export copies
+ * the manifest's files only, import refuses the name).
+ */
+export const PIN_MARKER = '.pinned';
+/** A trash entry younger than this may be another process's deletion in progress. */
+export const TRASH_STALE_MS = 60 * 1000;
 /** A spool marker holds at most a few mail requests (well under a KiB each). */
 export const MAX_SPOOL_MARKER_BYTES = 1024 * 1024;
 /** A staging directory whose handler is gone and that is older than this is debris. */
@@ -217,7 +227,7 @@ export class Store {
         // The event and its mail together; a crash before the unlink below only repeats
         // this, and the outbox's unique keys make the repeat queue nothing.
         index.db.transaction(() => {
-          index.upsert(rowFromManifest(m, this.bundleRel(id), now));
+          index.upsert(rowFromManifest(m, this.bundleRel(id), now), { pinned: this.isPinnedOnDisk(id) });
           for (const r of mail) index.queueMail(r, now);
         }).immediate();
         n++;
@@ -258,9 +268,9 @@ export class Store {
     const broken: { id: string; error: string }[] = [];
     let indexed = 0;
     const now = Date.now();
-    const batch: ReturnType<typeof rowFromManifest>[] = [];
+    const batch: { row: ReturnType<typeof rowFromManifest>; pinned: boolean }[] = [];
     const flush = () => {
-      index.db.transaction(() => { for (const r of batch) index.upsert(r); })();
+      index.db.transaction(() => { for (const b of batch) index.upsert(b.row, { pinned: b.pinned }); })();
       indexed += batch.length;
       batch.length = 0;
     };
@@ -269,7 +279,7 @@ export class Store {
         const m = readManifest(dir);
         if (m.id !== id) throw new Error(`manifest id ${JSON.stringify(m.id)} does not match its directory`);
         seen.add(id);
-        batch.push(rowFromManifest(m, this.bundleRel(id), now));
+        batch.push({ row: rowFromManifest(m, this.bundleRel(id), now), pinned: this.isPinnedOnDisk(id) });
         if (batch.length >= 1000) flush();
       } catch (err) {
         broken.push({ id, error: messageOf(err) });
@@ -277,6 +287,7 @@ export class Store {
     }
     flush();
     const removed = index.deleteMissing(seen);
+    this.sweepTrash(); // deletions a crash interrupted: their rows went with deleteMissing
     try {
       for (const id of readdirSync(join(this.root, SPOOL_DIR))) {
         // The events are indexed now; mail that waited with them is queued before the marker goes.
@@ -288,6 +299,118 @@ export class Store {
       // no spool (or the index is busy: what is left is drained later)
     }
     return { indexed, removed, broken };
+  }
+
+  // ---- pins and deletion (store/retention.ts decides what to delete) --------------------
+
+  /** Whether the bundle on disk carries the pin marker (the truth; the index follows it). */
+  isPinnedOnDisk(id: string): boolean {
+    try {
+      return lstatSync(join(this.bundleDir(id), PIN_MARKER)).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Pin or unpin an indexed event. The marker on disk first, then the row: a crash in
+   * between leaves the disk saying what was asked, and reindex makes the index agree; the
+   * vacuum checks the marker again after taking a bundle away (see removeBundle).
+   */
+  setPinned(id: string, pinned: boolean): void {
+    if (!isBundleId(id)) throw new FlightboxError('INTERNAL', `bad bundle id ${JSON.stringify(id)}`);
+    const dir = this.bundleDir(id);
+    if (pinned) {
+      try {
+        writeFileExclusive(dir, PIN_MARKER, '', 0o600);
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') throw new FlightboxError('NOT_FOUND', `the bundle of ${id} is gone (run flightbox reindex)`);
+        if (errnoCode(err) !== 'EEXIST') throw err;
+        if (!lstatSync(join(dir, PIN_MARKER)).isFile()) throw new FlightboxError('STORE_CORRUPT', `${join(dir, PIN_MARKER)} is not a regular file`);
+      }
+    } else {
+      try {
+        unlinkSync(join(dir, PIN_MARKER));
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      }
+    }
+    fsyncDir(dir);
+    if (!this.index().setPinned(id, pinned)) throw new FlightboxError('NOT_FOUND', `no event ${id} in the index`);
+  }
+
+  /**
+   * Delete one event, disk and index together. Order, and what a crash at each step leaves:
+   *   1. rename bundles/<day>/<id> to trash/<id> (atomic, same filesystem). This is the
+   *      commit point: from here reindex cannot resurrect the event. A crash now leaves a
+   *      row whose bundle is gone (readers see "cannot read manifest.json"); sweepTrash
+   *      (every vacuum, so daemon housekeeping, and reindex) deletes that row and finishes
+   *      the job once the entry is a minute old; reindex drops such a row at once anyway.
+   *   2. check the pin marker inside trash/<id>: a pin that raced with the plan wins, the
+   *      directory goes back and nothing is deleted.
+   *   3. delete the row (and fail its unsent mail) in one transaction.
+   *   4. rm -rf trash/<id>. A crash now leaves only trash, swept later.
+   * The reverse order (row first) would leave, after a crash, a bundle without a row that
+   * reindex would bring back. Returns 'gone' when another process deleted it first.
+   */
+  removeBundle(id: string, opts: { force?: boolean; why: string }): 'deleted' | 'gone' | 'pinned' {
+    if (!isBundleId(id)) throw new FlightboxError('INTERNAL', `bad bundle id ${JSON.stringify(id)}`);
+    const trash = join(this.root, TRASH_DIR);
+    ensureSecureDir(trash, 0o700);
+    const from = this.bundleDir(id);
+    const to = join(trash, id);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        renameSync(from, to);
+        break;
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === 'ENOENT') {
+          this.index().deleteEvents([id], opts.why); // a row without a bundle: drop it
+          return 'gone';
+        }
+        // Debris of an earlier deletion of this id (the bundle was imported again since).
+        if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || attempt > 0) throw err;
+        rmSync(to, { recursive: true, force: true });
+      }
+    }
+    fsyncDir(trash);
+    fsyncDir(join(from, '..'));
+    if (!opts.force && existsSync(join(to, PIN_MARKER))) {
+      renameSync(to, from);
+      fsyncDir(join(from, '..'));
+      return 'pinned';
+    }
+    this.index().deleteEvents([id], opts.why);
+    rmSync(to, { recursive: true, force: true });
+    return 'deleted';
+  }
+
+  /**
+   * Finish deletions a crash interrupted: every trash/<id> loses its index row (if still
+   * there), then its files. Returns the ids.
+   */
+  sweepTrash(staleMs = TRASH_STALE_MS, now = Date.now()): string[] {
+    const trash = join(this.root, TRASH_DIR);
+    let names: string[];
+    try {
+      names = readdirSync(trash);
+    } catch {
+      return [];
+    }
+    // Young entries may belong to a removeBundle running in another process right now,
+    // which may still put a pinned bundle back: leave them. rename() updates the ctime.
+    const stale = names.filter((n) => {
+      try {
+        return now - lstatSync(join(trash, n)).ctimeMs >= staleMs;
+      } catch {
+        return false;
+      }
+    });
+    const ids = stale.filter(isBundleId);
+    if (ids.length > 0) this.index().deleteEvents(ids, 'deleted');
+    for (const name of stale) rmSync(join(trash, name), { recursive: true, force: true });
+    return ids;
   }
 
   /**
