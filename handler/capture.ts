@@ -222,13 +222,18 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     core.elf = core.size > 0 && looksLikeElfCore(rawFd);
     if (core.size > 0 && !core.elf) warnings.push('the core is not an ELF core file; no stack trace');
   }
+  // The store's filesystem filled up while the core was written: keep the partial core for
+  // the stack trace, then give its space back so the metadata can still be published.
+  const diskFull = core.reason === 'write-error: ENOSPC' || core.reason === 'write-error: EDQUOT';
   if (core.elf) {
     const tb = now();
     try {
       backtrace = takeBacktrace(join(staging, 'core'), proc.meta.exe, { tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs });
       warnings.push(...backtrace.warnings);
-      if (backtrace.tool) {
+      if (backtrace.tool && !diskFull) {
         writeFileExclusive(staging, 'backtrace.txt', backtrace.text, 0o640);
+      } else if (backtrace.tool) {
+        // written below, once the partial core's space is free again
       } else if (cfg.backtrace.tool !== 'none') {
         warnings.push('no stack trace could be taken');
       }
@@ -240,7 +245,19 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
 
   if (rawFd !== null) {
     const tc = now();
-    if (core.size === 0) {
+    if (diskFull) {
+      closeSync(rawFd);
+      unlinkSync(join(staging, 'core'));
+      Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0 });
+      warnings.push('the store is full: the partial core was deleted so that the metadata and stack trace could be kept');
+      if (backtrace?.tool) {
+        try {
+          writeFileExclusive(staging, 'backtrace.txt', backtrace.text, 0o640);
+        } catch (err) {
+          warnings.push(`Failed to store the stack trace, ignoring: ${messageOf(err)}`);
+        }
+      }
+    } else if (core.size === 0) {
       closeSync(rawFd);
       unlinkSync(join(staging, 'core'));
     } else if (cfg.core.compress === 'none') {

@@ -27,6 +27,8 @@ export const TRASH_STALE_MS = 60 * 1000;
 export const MAX_SPOOL_MARKER_BYTES = 1024 * 1024;
 /** A staging directory whose handler is gone and that is older than this is debris. */
 export const STAGING_STALE_MS = 10 * 60 * 1000;
+/** A staging directory whose owner still seems alive after this long is debris too (pid reuse). */
+export const STAGING_OWNER_ALIVE_MAX_MS = 60 * 60 * 1000;
 
 /** What is indexed together with an event, in the same transaction. */
 export interface IndexExtras {
@@ -414,8 +416,9 @@ export class Store {
   }
 
   /**
-   * Staging directories left by handlers that died. Returns their ids; removes those older
-   * than `staleMs` whose owner process is gone. (A later stage recovers their contents.)
+   * Staging directories left by handlers (or daemons) that died: removed, and their names
+   * returned. Only complete bundles are ever published, so this is all that a writer killed
+   * mid-write leaves behind.
    */
   sweepStaging(staleMs = STAGING_STALE_MS, now = Date.now()): string[] {
     const base = join(this.root, STAGING_DIR);
@@ -430,9 +433,12 @@ export class Store {
       const dir = join(base, name);
       try {
         const st = lstatSync(dir);
-        if (now - st.mtimeMs < staleMs) continue;
+        const age = now - st.mtimeMs;
         const owner = readOwner(dir);
-        if (owner && processAlive(owner)) continue;
+        // A dead owner's work is debris at once. Without an owner file (a handler between
+        // mkdir and writing it) wait `staleMs`; a live owner gets an hour, in case its pid
+        // was reused by another process.
+        if (owner !== null ? processAlive(owner) && age < STAGING_OWNER_ALIVE_MAX_MS : age < staleMs) continue;
         rmSync(dir, { recursive: true, force: true });
         removed.push(name);
       } catch (err) {
