@@ -66,7 +66,7 @@ export async function run(...args: unknown[]): Promise<number> {
     lines.push(`  ${r.name.padEnd(16)} ${r.when.padEnd(9)} fired ${r.fired}, suppressed ${r.suppressed}${r.lastFired ? `, last ${r.lastFired}` : ''}${r.lastError ? ` (error: ${r.lastError})` : ''}`);
   }
   lines.push(
-    `Store:           ${config.store.root}${store ? ` — ${store.crashes} crashes, ${store.snapshots} snapshots, ${formatSize(store.bytes)}${store.newest ? `, newest ${formatTime(store.newest)}` : ''}` : ' (empty or unreadable)'}`,
+    `Store:           ${config.store.root}${store ? ` — ${store.crashes} crash${store.crashes === 1 ? '' : 'es'}, ${store.snapshots} snapshot${store.snapshots === 1 ? '' : 's'}, ${formatSize(store.bytes)}${store.newest ? `, newest ${formatTime(store.newest)}` : ''}` : ' (empty or unreadable)'}`,
     `Config:          ${config.source ?? `${path} (absent: embedded defaults)`}`,
   );
   process.stdout.write(`${lines.join('\n')}\n`);
