@@ -29,6 +29,8 @@ import { crashSignature, crashingThread } from './signature.js';
 
 /** Extra time the handler gives the daemon beyond the snapshot deadline to answer. */
 export const SNAPSHOT_ANSWER_SLACK_MS = 2000;
+/** The window of core.maxPerExePerHour. */
+export const RATE_LIMIT_WINDOW_MS = 60 * 60 * 1000;
 /** How long the handler waits for the daemon to take note of a published crash. */
 export const CRASH_NOTICE_TIMEOUT_MS = 2000;
 
@@ -243,9 +245,29 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     timings.backtraceMs = now() - tb;
   }
 
+  // Rate limit: beyond core.maxPerExePerHour full cores of this executable in the last hour,
+  // a crash loop keeps its metadata and stack trace but not its core (counted all the same).
+  let rateLimited = false;
+  const limitPerHour = cfg.core.maxPerExePerHour;
+  if (rawFd !== null && !diskFull && core.size > 0 && limitPerHour !== null && proc.meta.exe) {
+    try {
+      const recent = store.index().coresSince(proc.meta.exe, t0 - RATE_LIMIT_WINDOW_MS);
+      if (recent >= limitPerHour) {
+        rateLimited = true;
+        warnings.push(`${recent} cores of this executable were kept in the last hour (core.maxPerExePerHour is ${limitPerHour}): core not kept, metadata and stack trace only`);
+      }
+    } catch (err) {
+      warnings.push(`Could not check the per-executable rate limit, keeping the core: ${messageOf(err)}`);
+    }
+  }
+
   if (rawFd !== null) {
     const tc = now();
-    if (diskFull) {
+    if (rateLimited) {
+      closeSync(rawFd);
+      unlinkSync(join(staging, 'core'));
+      Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0, reason: 'rate-limit' });
+    } else if (diskFull) {
       closeSync(rawFd);
       unlinkSync(join(staging, 'core'));
       Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0 });

@@ -17,6 +17,7 @@ export const DEFAULT_CORE_MAX_BYTES = 2 * 1024 ** 3;
 export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 export const DEFAULT_BACKTRACE_TIMEOUT_MS = 60_000;
 export const DEFAULT_COMPRESS_LEVEL = 3;
+export const DEFAULT_CORES_PER_EXE_PER_HOUR = 5;
 export const DEFAULT_FREEZE_TIMEOUT_MS = 500;
 export const DEFAULT_SNAPSHOT_DEADLINE_MS = 10_000;
 export const DEFAULT_METRICS_INTERVAL_MS = 1000;
@@ -81,7 +82,14 @@ export interface Config {
   /** Absolute path of the file the values came from, or null for pure defaults. */
   source: string | null;
   store: { root: string; busyTimeoutMs: number };
-  core: { maxSizeBytes: number; compress: CompressMethod; level: number; honourRlimit: boolean };
+  core: {
+    maxSizeBytes: number;
+    compress: CompressMethod;
+    level: number;
+    honourRlimit: boolean;
+    /** full cores kept per executable per hour; beyond: metadata and stack trace only. null = no limit */
+    maxPerExePerHour: number | null;
+  };
   capture: { environ: boolean };
   backtrace: { tool: BacktraceTool; timeoutMs: number };
   install: { launcher: string | null; sysctlDropIn: string | null };
@@ -156,7 +164,10 @@ export function defaultConfig(): Config {
   return {
     source: null,
     store: { root: DEFAULT_STORE_ROOT, busyTimeoutMs: DEFAULT_BUSY_TIMEOUT_MS },
-    core: { maxSizeBytes: DEFAULT_CORE_MAX_BYTES, compress: 'zstd', level: DEFAULT_COMPRESS_LEVEL, honourRlimit: true },
+    core: {
+      maxSizeBytes: DEFAULT_CORE_MAX_BYTES, compress: 'zstd', level: DEFAULT_COMPRESS_LEVEL, honourRlimit: true,
+      maxPerExePerHour: DEFAULT_CORES_PER_EXE_PER_HOUR,
+    },
     capture: { environ: true },
     backtrace: { tool: 'auto', timeoutMs: DEFAULT_BACKTRACE_TIMEOUT_MS },
     install: { launcher: null, sysctlDropIn: DEFAULT_SYSCTL_DROP_IN },
@@ -305,6 +316,12 @@ const SCHEMA: Schema = {
     compress: oneOf(['zstd', 'gzip', 'none'] as const, (c, v) => { c.core.compress = v; }),
     level: intIn(1, 19, (c, v) => { c.core.level = v; }),
     honourRlimit: bool((c, v) => { c.core.honourRlimit = v; }),
+    maxPerExePerHour: (c, v) => {
+      if (v === null || v === false) { c.core.maxPerExePerHour = null; return undefined; }
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 100_000) return `expected a whole number from 0 to 100000, or null for no limit, got ${show(v)}`;
+      c.core.maxPerExePerHour = v;
+      return undefined;
+    },
   },
   capture: {
     environ: bool((c, v) => { c.capture.environ = v; }),
@@ -547,6 +564,7 @@ export function defaultsYaml(): string {
     `  compress: ${d.core.compress}                 # zstd, gzip or none (zstd falls back to gzip when the zstd program is missing)`,
     `  level: ${d.core.level}                       # compression level`,
     `  honourRlimit: ${d.core.honourRlimit}             # respect the crashed process's RLIMIT_CORE (ulimit -c), as a file core would`,
+    `  maxPerExePerHour: ${d.core.maxPerExePerHour}            # full cores per executable per hour; beyond: metadata and stack trace only (null: no limit)`,
     'capture:',
     `  environ: ${d.capture.environ}                  # keep /proc/PID/environ in the bundle (root-only file)`,
     'backtrace:',

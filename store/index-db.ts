@@ -411,6 +411,11 @@ export class IndexDb {
     return this.db.prepare(sql).all(params) as GroupRow[];
   }
 
+  /** Crashes of `exe` since `since` (ms) whose core was kept: the per-executable rate limit. */
+  coresSince(exe: string, since: number): number {
+    return (this.db.prepare("SELECT count(*) FROM events WHERE exe = ? AND time >= ? AND kind = 'crash' AND has_core = 1").pluck().get(exe, since) as number);
+  }
+
   /** Counts and sizes for `flightbox status`. */
   summary(): { events: number; crashes: number; snapshots: number; bytes: number; newest: number | null } {
     const r = this.db.prepare(`SELECT count(*) AS events, sum(kind = 'crash') AS crashes, sum(kind = 'snapshot') AS snapshots,

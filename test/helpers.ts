@@ -26,7 +26,19 @@ export function makeTempStore(extra = '', storeExtra = ''): TempStore {
   const dir = mkdtempSync(join(tmpdir(), 'fbx-'));
   const root = join(dir, 'store');
   const configPath = join(dir, 'flightbox.yaml');
-  writeFileSync(configPath, `store:\n  root: ${root}\n${storeExtra}install:\n  sysctlDropIn: ${join(dir, '60-flightbox.conf')}\n${extra}`);
+  // Tests crash one executable many times: the per-executable core rate limit is off unless
+  // a test sets it. Without a `core:` section of the test's own, one is added before
+  // `install:` (tests append to install: at the end); with one, the key goes at its end,
+  // so the test's own lines keep their line numbers.
+  let core = '';
+  let extraWithLimit = extra;
+  const section = /^core:\n((?: .*\n)*)/m.exec(extra);
+  if (!section) core = 'core:\n  maxPerExePerHour: null\n';
+  else if (!/maxPerExePerHour/.test(section[0])) {
+    const end = section.index + section[0].length;
+    extraWithLimit = `${extra.slice(0, end)}  maxPerExePerHour: null\n${extra.slice(end)}`;
+  }
+  writeFileSync(configPath, `store:\n  root: ${root}\n${storeExtra}${core}install:\n  sysctlDropIn: ${join(dir, '60-flightbox.conf')}\n${extraWithLimit}`);
   return { dir, root, configPath, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

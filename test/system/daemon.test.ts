@@ -102,7 +102,7 @@ describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
     daemon = startDaemon(store, ['--no-install']);
     await waitRunning(daemon);
     const good = readFileSync(store.configPath, 'utf8');
-    writeFileSync(store.configPath, `${good}core:\n  maxSize: lots\n`);
+    writeFileSync(store.configPath, good.replace(/^core:\n/m, 'core:\n  maxSize: lots\n'));
     daemon.child.kill('SIGHUP');
     await waitFor('the reload to be refused', () => /Reload refused/.test(daemon!.log()), 10_000);
     expect(daemon.log()).toMatch(/core\.maxSize: expected a size .* \(.*flightbox\.yaml:\d+\)/);

@@ -99,4 +99,29 @@ describe.skipIf(!IS_ROOT)('faults that must lose nothing', () => {
       sleeper.kill('SIGKILL');
     }
   });
+
+  it('a crash loop beyond core.maxPerExePerHour keeps metadata and stack trace, not the core, and still counts', async () => {
+    store = makeTempStore('core:\n  maxPerExePerHour: 2\n');
+    const waiter = compileWaiter(store.dir);
+    const p = await startProcess(waiter, ['fbx-loop'], 'fbx-loop');
+    const core = gcore(p.pid, join(store.dir, 'core'));
+    // Capture three crashes one after the other and note each new event's core state.
+    const states: string[] = [];
+    let newest: { id: string; bundle: string; core: string } | undefined;
+    for (let i = 0; i < 3; i++) {
+      const before = new Set((JSON.parse(runCli(['--config', store.configPath, 'list', '--json']).stdout || '[]') as { id: string }[]).map((e) => e.id));
+      expect((await runHandler(store.configPath, kernelArgs({ pid: p.pid }), core)).code).toBe(0);
+      const after = JSON.parse(runCli(['--config', store.configPath, 'list', '--json']).stdout) as { id: string; bundle: string; core: string }[];
+      newest = after.find((e) => !before.has(e.id));
+      states.push(newest!.core);
+    }
+    expect(states).toEqual(['present', 'present', 'none']);
+    const last = readJson<Manifest>(join(store.root, newest!.bundle, 'manifest.json'));
+    expect(last.core.stored).toBe(false);
+    expect(last.core.reason).toBe('rate-limit');
+    expect(last.warnings.join('\n')).toMatch(/2 cores of this executable were kept in the last hour \(core\.maxPerExePerHour is 2\)/);
+    expect(last.backtrace?.frames.map((f) => f.fn)).toContain('fbx_fixture_wait_here');
+    const groups = JSON.parse(runCli(['--config', store.configPath, 'groups', '--json']).stdout) as { count: number }[];
+    expect(groups.map((g) => g.count)).toEqual([3]);
+  });
 });
