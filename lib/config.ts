@@ -8,7 +8,9 @@ import type { Document } from 'yaml';
 import { errnoCode, messageOf } from './errors.js';
 import { DEFAULT_RULE_COOLDOWN_MS, DEFAULT_RULE_MAX_PER_DAY, type Rule } from './rules.js';
 import { parseRules } from './rules-config.js';
+import { isMailAddress } from './mail-address.js';
 import { parseDuration, parseSize } from './units.js';
+
 
 export const DEFAULT_CONFIG_PATH = '/etc/flightbox/flightbox.yaml';
 export const DEFAULT_STORE_ROOT = '/var/lib/flightbox';
@@ -50,8 +52,6 @@ export const MAX_MAIL_SUBJECT_TEMPLATE_CHARS = 200;
 // Deliberately simple (the same shape as a rule's mail action): a local part without spaces,
 // quotes or brackets, and a host name. CR and LF can never match, so an address cannot
 // smuggle a header into a mail.
-export const MAIL_ADDRESS_RE = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-export const MAX_MAIL_ADDRESS_CHARS = 254;
 
 /** A size in bytes, or a percentage of the store's filesystem ("10%"). */
 export type SizeLimit = { bytes: number } | { percent: number };
@@ -294,7 +294,7 @@ const sendmail = (set: (t: Extract<MailTransportConfig, { kind: 'sendmail' }>, v
 };
 const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])$/;
 const mailAddress = (v: unknown): string | undefined =>
-  typeof v === 'string' && v.length <= MAX_MAIL_ADDRESS_CHARS && MAIL_ADDRESS_RE.test(v) ? undefined : `${show(v)} is not a mail address such as ops@example.com`;
+  typeof v === 'string' && isMailAddress(v) ? undefined : `${show(v)} is not a mail address such as ops@example.com`;
 const mailTemplate = (set: (c: Config, v: string) => void): Setter => (c, v) => {
   if (typeof v !== 'string' || v.trim() === '') return `expected a subject template such as ${JSON.stringify(DEFAULT_MAIL_SUBJECT)}, got ${show(v)}`;
   if (v.length > MAX_MAIL_SUBJECT_TEMPLATE_CHARS) return `a subject template has at most ${MAX_MAIL_SUBJECT_TEMPLATE_CHARS} characters, got ${v.length}`;

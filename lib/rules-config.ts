@@ -2,6 +2,7 @@
 // mistake out, each naming the file, the 1-based line and a key path such as
 // `rules[1] (mysqld-rss).when.threshold.above` (indexes are 0-based, as in jq and yq).
 // Pure: the yaml module is only asked for its node predicates (loadConfig has already loaded it).
+import { isMailAddress } from './mail-address.js';
 import { createRequire } from 'node:module';
 import { isAbsolute } from 'node:path';
 import type { Pair } from 'yaml';
@@ -51,8 +52,6 @@ const THRESHOLD_KEYS = ['metric', 'process', 'above', 'below', 'for', 'clear', '
 const SELECTOR_KEYS = ['name', 'cmdline', 'pidFile', 'cgroup'] as const;
 // Deliberately simple: a local part without spaces, quotes or brackets, and a host name.
 // CR and LF can never match, so an address cannot smuggle a header into a mail.
-const MAIL_RE = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const MAX_MAIL_CHARS = 254;
 const MAX_UID = 4_294_967_294; // (uid_t)-1 means "no uid"
 
 /** Compile a rule's regex the one way both the validator and the engine do (JS syntax, no flags). */
@@ -531,7 +530,7 @@ class RulesParser {
           return this.#missing(m, `${k}.to`, value, 'required: a list of addresses such as [oncall@example.com]');
         }
         const to = this.#stringList(m.get('to'), `${k}.to`, 'mail addresses', (s) =>
-          s.length <= MAX_MAIL_CHARS && MAIL_RE.test(s) ? undefined : `${show(s)} is not a mail address such as oncall@example.com`);
+          isMailAddress(s) ? undefined : `${show(s)} is not a mail address such as oncall@example.com`);
         return to === null ? null : { kind: 'mail', to: [...new Set(to)] };
       }
       case 'start':

@@ -1,7 +1,8 @@
 // flightbox mail ID --to ADDR...: mail an event now. The mail is queued (claimed by this
 // process, so the daemon cannot send it too) and delivered at once; when delivery fails it
 // stays in the outbox, and the daemon retries it.
-import { MAIL_ADDRESS_RE, MAX_MAIL_ADDRESS_CHARS, MAX_MAIL_RECIPIENTS } from '../../lib/config.js';
+import { MAX_MAIL_RECIPIENTS } from '../../lib/config.js';
+import { isMailAddress } from '../../lib/mail-address.js';
 import { escapeControl } from '../../lib/escape.js';
 import { FlightboxError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
@@ -16,7 +17,7 @@ export async function run(...args: unknown[]): Promise<number> {
   const id = positional[0] ?? '';
   const to = [...new Set(opts.to ?? [])];
   for (const a of to) {
-    if (a.length > MAX_MAIL_ADDRESS_CHARS || !MAIL_ADDRESS_RE.test(a)) {
+    if (!isMailAddress(a)) {
       throw new FlightboxError('USAGE', `--to: ${JSON.stringify(a)} is not a mail address such as ops@example.com`);
     }
   }
