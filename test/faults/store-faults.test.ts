@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, HANDLER, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
-import { compileWaiter, gcore, kernelArgs, runHandler, startProcess, stopAll } from './procs.js';
+import { compileWaiter, gcore, kernelArgs, runHandler, startProcess, stopAll } from '../system/procs.js';
 
 interface Manifest {
   id: string;
