@@ -19,14 +19,24 @@ export function loadCliConfig(opts: GlobalOptions): { config: Config; path: stri
   return { config: loaded.config, path, explicit };
 }
 
-/** Open the store for queries. Read-only users get a clear "permission denied". */
-export function openStoreForQuery(config: Config): Store {
+/**
+ * Open the store for queries. Root sees every event. Another user cannot open the index:
+ * with `userView`, they get the crashes of their own processes that the handler granted
+ * them (users/<uid>/), else a clear "permission denied".
+ */
+export function openStoreForQuery(config: Config, opts: { userView?: boolean } = {}): Store {
+  let store: Store | undefined;
   try {
-    const store = new Store(config.store.root, { create: false, busyTimeoutMs: config.store.busyTimeoutMs });
+    store = new Store(config.store.root, { create: false, busyTimeoutMs: config.store.busyTimeoutMs });
     store.index(); // opens (and, for root, migrates) the index now, so errors surface here
     return store;
   } catch (err) {
     if (errnoCode(err) === 'EACCES' || errnoCode(err) === 'EPERM' || /SQLITE_CANTOPEN|unable to open/i.test(String(err))) {
+      const uid = process.getuid?.() ?? 0;
+      if (opts.userView && uid !== 0 && store) {
+        store.openUserView(uid);
+        return store;
+      }
       throw new FlightboxError('PERMISSION', `cannot open the store ${config.store.root}: permission denied (run as root)`);
     }
     throw err;

@@ -20,6 +20,8 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 export const DEFAULT_BACKTRACE_TIMEOUT_MS = 60_000;
 export const DEFAULT_COMPRESS_LEVEL = 3;
 export const DEFAULT_CORES_PER_EXE_PER_HOUR = 5;
+/** Each storing handler holds a core's worth of I/O and a stack-trace tool's memory. */
+export const DEFAULT_MAX_CONCURRENT_HANDLERS = 8;
 export const DEFAULT_FREEZE_TIMEOUT_MS = 500;
 export const DEFAULT_SNAPSHOT_DEADLINE_MS = 10_000;
 export const DEFAULT_METRICS_INTERVAL_MS = 1000;
@@ -89,8 +91,10 @@ export interface Config {
     honourRlimit: boolean;
     /** full cores kept per executable per hour; beyond: metadata and stack trace only. null = no limit */
     maxPerExePerHour: number | null;
+    /** handlers storing a core at once; beyond, crashes are recorded without their core */
+    maxConcurrent: number | null;
   };
-  capture: { environ: boolean };
+  capture: { environ: boolean; userAccess: boolean };
   backtrace: { tool: BacktraceTool; timeoutMs: number };
   install: { launcher: string | null; sysctlDropIn: string | null };
   daemon: { socket: string | null; freezeTimeoutMs: number; snapshotDeadlineMs: number };
@@ -166,9 +170,9 @@ export function defaultConfig(): Config {
     store: { root: DEFAULT_STORE_ROOT, busyTimeoutMs: DEFAULT_BUSY_TIMEOUT_MS },
     core: {
       maxSizeBytes: DEFAULT_CORE_MAX_BYTES, compress: 'zstd', level: DEFAULT_COMPRESS_LEVEL, honourRlimit: true,
-      maxPerExePerHour: DEFAULT_CORES_PER_EXE_PER_HOUR,
+      maxPerExePerHour: DEFAULT_CORES_PER_EXE_PER_HOUR, maxConcurrent: DEFAULT_MAX_CONCURRENT_HANDLERS,
     },
-    capture: { environ: true },
+    capture: { environ: true, userAccess: true },
     backtrace: { tool: 'auto', timeoutMs: DEFAULT_BACKTRACE_TIMEOUT_MS },
     install: { launcher: null, sysctlDropIn: DEFAULT_SYSCTL_DROP_IN },
     daemon: { socket: null, freezeTimeoutMs: DEFAULT_FREEZE_TIMEOUT_MS, snapshotDeadlineMs: DEFAULT_SNAPSHOT_DEADLINE_MS },
@@ -261,6 +265,14 @@ const intIn = (lo: number, hi: number, set: (c: Config, v: number) => void): Set
   }
   set(c, v);
 };
+/** A whole number in [lo, hi], or null (or false) for "no limit". */
+const nullableInt = (lo: number, hi: number, set: (c: Config, v: number | null) => void): Setter => (c, v) => {
+  if (v === null || v === false) return void set(c, null);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    return `expected a whole number from ${lo} to ${hi}, or null for no limit, got ${show(v)}`;
+  }
+  set(c, v);
+};
 
 const stringList = (re: RegExp, item: string, set: (c: Config, v: string[]) => void): Setter => (c, v) => {
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) return `expected a list of ${item} names, got ${show(v)}`;
@@ -316,15 +328,12 @@ const SCHEMA: Schema = {
     compress: oneOf(['zstd', 'gzip', 'none'] as const, (c, v) => { c.core.compress = v; }),
     level: intIn(1, 19, (c, v) => { c.core.level = v; }),
     honourRlimit: bool((c, v) => { c.core.honourRlimit = v; }),
-    maxPerExePerHour: (c, v) => {
-      if (v === null || v === false) { c.core.maxPerExePerHour = null; return undefined; }
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 100_000) return `expected a whole number from 0 to 100000, or null for no limit, got ${show(v)}`;
-      c.core.maxPerExePerHour = v;
-      return undefined;
-    },
+    maxPerExePerHour: nullableInt(0, 100_000, (c, v) => { c.core.maxPerExePerHour = v; }),
+    maxConcurrent: nullableInt(1, 4096, (c, v) => { c.core.maxConcurrent = v; }),
   },
   capture: {
     environ: bool((c, v) => { c.capture.environ = v; }),
+    userAccess: bool((c, v) => { c.capture.userAccess = v; }),
   },
   backtrace: {
     tool: oneOf(['auto', 'eu-stack', 'gdb', 'none'] as const, (c, v) => { c.backtrace.tool = v; }),
@@ -565,8 +574,10 @@ export function defaultsYaml(): string {
     `  level: ${d.core.level}                       # compression level`,
     `  honourRlimit: ${d.core.honourRlimit}             # respect the crashed process's RLIMIT_CORE (ulimit -c), as a file core would`,
     `  maxPerExePerHour: ${d.core.maxPerExePerHour}            # full cores per executable per hour; beyond: metadata and stack trace only (null: no limit)`,
+    `  maxConcurrent: ${d.core.maxConcurrent}               # handlers storing a core at once; beyond: metadata only, still indexed (null: no cap)`,
     'capture:',
     `  environ: ${d.capture.environ}                  # keep /proc/PID/environ in the bundle (root-only file)`,
+    `  userAccess: ${d.capture.userAccess}               # the crashing user may read their own crashes through the CLI (POSIX ACLs, needs setfacl); never for setuid or non-dumpable processes`,
     'backtrace:',
     `  tool: ${d.backtrace.tool}                     # auto (eu-stack, then gdb), eu-stack, gdb or none`,
     `  timeout: ${d.backtrace.timeoutMs / 1000}s                   # the stack-trace tool is killed after this`,

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   STORE_CORRUPT: { exit: 1, what: 'store is damaged' },
   INSTALL_FAILED: { exit: 1, what: 'install failed' },
   TOOL_MISSING: { exit: 69, what: 'a required program is missing' },
+  TOOL_FAILED: { exit: 1, what: 'a helper program failed' },
   DAEMON_UNAVAILABLE: { exit: 69, what: 'the daemon is not running' },
   RATE_LIMITED: { exit: 75, what: 'suppressed by cooldown or maxPerDay' },
   ARCHIVE_INVALID: { exit: 65, what: 'the archive is refused' },

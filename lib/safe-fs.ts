@@ -1,12 +1,12 @@
 // Safe file creation for a root process working next to hostile data: directories we
 // create are checked for owner and mode, every file is created with O_EXCL|O_NOFOLLOW so
 // a planted symlink, hardlink target or FIFO makes the write fail instead of redirecting it.
-import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FlightboxError, errnoCode } from './errors.js';
 
 // libuv adds O_CLOEXEC to every open.
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY, O_APPEND } = constants;
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY, O_APPEND, O_NONBLOCK } = constants;
 export const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 
 /** A file name of our own making: no separators, no dot-names. Hostile strings never get here. */
@@ -98,6 +98,30 @@ export function appendNoFollow(path: string, data: string, mode = 0o600): void {
 /** Create (or keep) an empty marker file without following a symlink. */
 export function touchNoFollow(path: string, mode = 0o600): void {
   closeSync(openSync(path, O_WRONLY | O_CREAT | O_NOFOLLOW, mode));
+}
+
+/**
+ * Make `path` a regular file readable by its owner only: created (when `create`) with mode
+ * 0600, group/other bits taken away when present. Never follows a symlink nor blocks on a
+ * FIFO; anything but a regular file is refused. A missing file without `create` is fine.
+ */
+export function ensurePrivateFile(path: string, create: boolean): void {
+  let fd: number;
+  try {
+    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0), 0o600);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT' && !create) return;
+    if (code === 'ELOOP') throw new FlightboxError('STORE_UNSAFE', `${path} is a symbolic link; refusing to use it`);
+    throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new FlightboxError('STORE_UNSAFE', `${path} is not a regular file; refusing to use it`);
+    if ((st.mode & 0o077) !== 0) fchmodSync(fd, st.mode & 0o700);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Read at most `max` bytes of a small file without following a symlink. */

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages flightbox and its tests use, when missing:
+#   acl (setfacl: the crashing user may read their own crashes),
 #   gdb (stack traces, gcore, flightbox debug), elfutils (eu-stack: fast stack traces and
 #   build-ids), zstd (core compression), gcc + libc6-dev (test crashers), util-linux (dmesg).
 set -euo pipefail
@@ -17,6 +18,7 @@ dpkg -s liblttng-ust-dev >/dev/null 2>&1 || missing+=(liblttng-ust-dev)
 have babeltrace2 || missing+=(babeltrace2)
 have trace-cmd || missing+=(trace-cmd)
 have unzip || missing+=(unzip)
+have setfacl || missing+=(acl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,10 +1,11 @@
 // The store on disk: bundles published atomically from a staging area, the SQLite index,
 // a spool of published-but-not-yet-indexed bundles, and the log. The only writer under
 // the store root. Refuses a root that others could write to.
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { applyAcls } from '../lib/acl.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
-import { checkSecureDir, ensureSecureDir, fsyncDir, readSmallNoFollow, syncTree, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
+import { checkSecureDir, ensurePrivateFile, ensureSecureDir, fsyncDir, readSmallNoFollow, syncTree, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { bundleDay, isBundleId } from './bundle-id.js';
 import { INDEX_FILE, IndexDb, rowFromManifest, type OutboxRequest, type OutboxStatus } from './index-db.js';
 import { MANIFEST_NAME, listBundleFiles, readManifest, type Manifest } from './manifest.js';
@@ -13,6 +14,13 @@ export const STAGING_DIR = 'staging';
 export const BUNDLES_DIR = 'bundles';
 export const SPOOL_DIR = 'spool';
 export const LOG_FILE = 'flightbox.log';
+/**
+ * users/<uid>/<id>: links to the bundles a user may read (their own crashes). The CLI run by
+ * that user lists this directory, since the index itself is root's.
+ */
+export const USERS_DIR = 'users';
+/** Parts of a bundle its crashing user never gets: the flight recorder shows the whole system. */
+const NOT_FOR_USERS = new Set(['recorder', 'collected']);
 /** Bundles being deleted (store/retention.ts): renamed here first, so reindex never sees them. */
 export const TRASH_DIR = 'trash';
 /**
@@ -36,6 +44,11 @@ export interface IndexExtras {
   mail?: readonly OutboxRequest[];
 }
 
+export interface FinishOptions extends IndexExtras {
+  /** the crashing user, to be given read access to their crash (never for setuid or non-dumpable) */
+  grantUid?: number | null;
+}
+
 /** A spool marker: empty (an event to index), or JSON naming what else waits with it. */
 interface SpoolPayload {
   mail?: OutboxRequest[];
@@ -45,6 +58,14 @@ export interface StoreOptions {
   /** Create the root and its folders if missing (writers); readers only check. */
   create: boolean;
   busyTimeoutMs: number;
+}
+
+function lstatSafeUid(path: string): number | null {
+  try {
+    return lstatSync(path).uid;
+  } catch {
+    return null;
+  }
 }
 
 export class Store {
@@ -71,6 +92,14 @@ export class Store {
 
   index(opts: { readonly?: boolean } = {}): IndexDb {
     if (!this.#index) {
+      // SQLite creates its files 0644 (and its -wal/-shm like the main file): the index holds
+      // every crash's command line, so it is made 0600 before SQLite sees it. Writers only;
+      // a reader that is not the owner could not change it anyway.
+      const path = join(this.root, INDEX_FILE);
+      if (!opts.readonly && (process.getuid?.() ?? 0) === (lstatSafeUid(this.root) ?? -1)) {
+        ensurePrivateFile(path, true);
+        for (const suffix of ['-wal', '-shm', '-journal']) ensurePrivateFile(path + suffix, false);
+      }
       this.#index = new IndexDb(join(this.root, INDEX_FILE), { busyTimeoutMs: this.#busyTimeoutMs, readonly: opts.readonly });
     }
     return this.#index;
@@ -113,7 +142,7 @@ export class Store {
    * Complete a bundle: list its files with sizes and sha256, write manifest.json, publish
    * the directory atomically, index it (or spool it). The manifest's `files` is filled here.
    */
-  finishBundle(staging: string, manifest: Manifest, extras: IndexExtras = {}): {
+  finishBundle(staging: string, manifest: Manifest, extras: FinishOptions = {}): {
     bundleDir: string;
     indexed: boolean;
     error?: string;
@@ -122,10 +151,81 @@ export class Store {
     // Files written on the crash handler's hold path were not synced; do it now, once.
     syncTree(staging);
     manifest.files = listBundleFiles(staging).filter((f) => f.path !== '.owner');
+    if (extras.grantUid !== undefined && extras.grantUid !== null) {
+      try {
+        this.grantUserAccess(staging, manifest.id, extras.grantUid);
+      } catch (err) {
+        manifest.warnings.push(`Failed to give uid ${extras.grantUid} read access to this crash, it stays root-only: ${messageOf(err)}`);
+      }
+    }
     writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640);
     const bundleDir = this.publish(manifest.id, staging);
     const ix = this.indexBundle(manifest, extras);
     return { bundleDir, ...ix };
+  }
+
+  /**
+   * Let `uid` read one bundle, still in staging (ACLs move with the directory): traverse
+   * rights on the store's shared directories, read rights on the bundle's files except the
+   * recorder's, a default entry so the manifest written next inherits them, and a link in
+   * users/<uid>/. The directories stay root's and mode 0700: nobody else gains anything.
+   */
+  grantUserAccess(staging: string, id: string, uid: number): void {
+    if (!Number.isInteger(uid) || uid <= 0) throw new FlightboxError('INTERNAL', `bad uid ${uid}`);
+    const users = join(this.root, USERS_DIR);
+    const mine = join(users, String(uid));
+    const day = join(this.root, BUNDLES_DIR, bundleDay(id));
+    for (const d of [users, mine, day]) ensureSecureDir(d, 0o700);
+    const readable: string[] = [mine, staging];
+    const walk = (dir: string, top: boolean): void => {
+      for (const name of readdirSync(dir)) {
+        if (name.startsWith('.') || (top && NOT_FOR_USERS.has(name))) continue;
+        const p = join(dir, name);
+        const st = lstatSync(p);
+        if (st.isDirectory()) {
+          readable.push(p);
+          walk(p, false);
+        } else if (st.isFile()) readable.push(p);
+      }
+    };
+    walk(staging, true);
+    applyAcls([
+      { entries: `u:${uid}:x`, paths: [this.root, join(this.root, BUNDLES_DIR), day, users] },
+      { entries: `u:${uid}:rX`, paths: readable },
+      { entries: `d:u:${uid}:r`, paths: [staging] },
+    ]);
+    symlinkSync(`../../${this.bundleRel(id)}`, join(mine, id));
+  }
+
+  /**
+   * For a user who cannot open the index: an in-memory index of the crashes they were given
+   * (users/<uid>/), built from the manifests, so every query works unchanged. Only entries
+   * whose manifest names this uid count. Throws PERMISSION when there is nothing to read.
+   */
+  openUserView(uid: number): number {
+    let names: string[];
+    try {
+      names = readdirSync(join(this.root, USERS_DIR, String(uid)));
+    } catch {
+      throw new FlightboxError('PERMISSION', `cannot open the store ${this.root}: permission denied (only root sees every event; a user sees the crashes of their own processes, and none of uid ${uid} is recorded)`);
+    }
+    const index = new IndexDb(':memory:', { busyTimeoutMs: this.#busyTimeoutMs });
+    const now = Date.now();
+    let n = 0;
+    for (const id of names.sort()) {
+      if (!isBundleId(id)) continue;
+      try {
+        const m = readManifest(this.bundleDir(id));
+        if (m.id !== id || m.process?.uid !== uid) continue;
+        index.upsert(rowFromManifest(m, this.bundleRel(id), now));
+        n++;
+      } catch {
+        // deleted since (a dangling link) or unreadable: not theirs to see
+      }
+    }
+    this.#index?.close();
+    this.#index = index;
+    return n;
   }
 
   bundleRel(id: string): string {
@@ -385,7 +485,25 @@ export class Store {
     }
     this.index().deleteEvents([id], opts.why);
     rmSync(to, { recursive: true, force: true });
+    this.#unlinkUserLinks(id);
     return 'deleted';
+  }
+
+  /** Remove users/<uid>/<id> links of a deleted bundle (a dangling one is harmless, just untidy). */
+  #unlinkUserLinks(id: string): void {
+    let uids: string[];
+    try {
+      uids = readdirSync(join(this.root, USERS_DIR));
+    } catch {
+      return;
+    }
+    for (const u of uids) {
+      try {
+        unlinkSync(join(this.root, USERS_DIR, u, id));
+      } catch {
+        // not theirs
+      }
+    }
   }
 
   /**
@@ -412,6 +530,7 @@ export class Store {
     const ids = stale.filter(isBundleId);
     if (ids.length > 0) this.index().deleteEvents(ids, 'deleted');
     for (const name of stale) rmSync(join(trash, name), { recursive: true, force: true });
+    for (const id of ids) this.#unlinkUserLinks(id);
     return ids;
   }
 

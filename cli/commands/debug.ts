@@ -16,7 +16,7 @@ export async function run(...args: unknown[]): Promise<number> {
   const { config } = loadCliConfig(opts);
   const debuggerPath = opts.debugger.includes('/') ? opts.debugger : findProgram(opts.debugger);
   if (!debuggerPath) throw new FlightboxError('TOOL_MISSING', `${opts.debugger} is not installed (apt-get install gdb)`);
-  const store = openStoreForQuery(config);
+  const store = openStoreForQuery(config, { userView: true });
   let tmp: string | null = null;
   try {
     const row = pickEvent(store, positional[0], opts);

@@ -10,7 +10,7 @@ import { loadCliConfig, openStoreForQuery } from '../context.js';
 export async function run(...args: unknown[]): Promise<number> {
   const { positional, opts } = invocation<FilterOptions & { output: string; force?: boolean }>(args);
   const { config } = loadCliConfig(opts);
-  const store = openStoreForQuery(config);
+  const store = openStoreForQuery(config, { userView: true });
   try {
     const row = pickEvent(store, positional[0], opts);
     const dir = join(store.root, row.bundle);

@@ -8,7 +8,7 @@ export async function run(...args: unknown[]): Promise<number> {
   const { opts } = invocation<{ since?: string; exe?: string; json?: boolean }>(args);
   const f = filterFrom({ since: opts.since, exe: opts.exe });
   const { config } = loadCliConfig(opts);
-  const store = openStoreForQuery(config);
+  const store = openStoreForQuery(config, { userView: true });
   try {
     const groups = store.index().groups({ since: f.since, exe: f.exe });
     if (opts.json) {

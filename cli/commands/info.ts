@@ -99,7 +99,7 @@ export function renderInfo(m: Manifest, bundleDir: string): string {
 export async function run(...args: unknown[]): Promise<number> {
   const { positional, opts } = invocation<FilterOptions & { json?: boolean }>(args);
   const { config } = loadCliConfig(opts);
-  const store = openStoreForQuery(config);
+  const store = openStoreForQuery(config, { userView: true });
   try {
     const row = pickEvent(store, positional[0], opts);
     const dir = join(store.root, row.bundle);

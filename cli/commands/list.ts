@@ -7,7 +7,7 @@ export async function run(...args: unknown[]): Promise<number> {
   const { opts } = invocation<FilterOptions & { json?: boolean }>(args);
   const filter = filterFrom(opts);
   const { config } = loadCliConfig(opts);
-  const store = openStoreForQuery(config);
+  const store = openStoreForQuery(config, { userView: true });
   try {
     const rows = store.index().list(filter);
     if (opts.json) {
