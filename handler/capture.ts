@@ -20,6 +20,7 @@ import { makeBundleId } from '../store/bundle-id.js';
 import { CORE_FILE_NAMES, compressFd } from '../store/compress.js';
 import { MANIFEST_VERSION, hostInfo, type CoreInfo, type CrashProcess, type Manifest, type RecorderSummary } from '../store/manifest.js';
 import type { OutboxRequest } from '../store/index-db.js';
+import { acquireHandlerSlot, type HandlerSlot } from '../store/handler-slots.js';
 import { Store } from '../store/store.js';
 import { takeBacktrace, type Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
@@ -160,7 +161,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     reason: null, limitBytes: limit, sparseBytes: 0, elf: false,
   };
   let rawFd: number | null = null;
-  if (limit === 0) {
+  // A storm: beyond core.maxConcurrent handlers storing a core, record this crash without
+  // its core. Closing the pipe at once releases the process without reading its memory.
+  const slot: HandlerSlot | null = limit === 0 ? null : acquireHandlerSlot(store.root, cfg.core.maxConcurrent);
+  if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotFromMs = now() - t0;
+  if (slot && !slot.acquired) {
+    core.reason = 'concurrency';
+    warnings.push(`${slot.live - 1} other handlers were storing cores (core.maxConcurrent is ${cfg.core.maxConcurrent}): core not kept, metadata only`);
+  } else if (limit === 0) {
     core.reason = limitReason;
     core.truncated = true;
     warnings.push(limitReason === 'rlimit'
@@ -319,6 +327,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     }
     timings.compressMs = now() - tc;
   }
+  if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotToMs = now() - t0;
+  slot?.release();
 
   const thread = backtrace ? crashingThread(backtrace.threads, args.tidInNamespace ?? args.tid) : undefined;
   const signature = crashSignature(proc.meta.exe, proc.meta.comm, sig, thread);
@@ -388,7 +398,10 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       warnings.push(`Failed to prepare the crash mail, ignoring: ${messageOf(err)}`);
     }
   }
-  const ix = store.finishBundle(staging, manifest, { mail });
+  // The crashing user may read their own crash, unless the kernel says its memory is not
+  // theirs to see: a setuid/setgid or capability-raised process dumps with %d = 2, not 1.
+  const grantUid = cfg.capture.userAccess && args.dumpable === 1 && args.uid > 0 ? args.uid : null;
+  const ix = store.finishBundle(staging, manifest, { mail, grantUid });
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
   // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.

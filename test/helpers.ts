@@ -26,17 +26,20 @@ export function makeTempStore(extra = '', storeExtra = ''): TempStore {
   const dir = mkdtempSync(join(tmpdir(), 'fbx-'));
   const root = join(dir, 'store');
   const configPath = join(dir, 'flightbox.yaml');
-  // Tests crash one executable many times: the per-executable core rate limit is off unless
-  // a test sets it. Without a `core:` section of the test's own, one is added before
-  // `install:` (tests append to install: at the end); with one, the key goes at its end,
-  // so the test's own lines keep their line numbers.
+  // Tests crash one executable many times, and many at once: the per-executable core rate
+  // limit and the cap on concurrent handlers are off unless a test sets them. Without a
+  // `core:` section of the test's own, one is added before `install:` (tests append to
+  // install: at the end); with one, the keys go at its end, so the test's own lines keep
+  // their line numbers.
+  const defaults = ['maxPerExePerHour', 'maxConcurrent'];
   let core = '';
   let extraWithLimit = extra;
   const section = /^core:\n((?: .*\n)*)/m.exec(extra);
-  if (!section) core = 'core:\n  maxPerExePerHour: null\n';
-  else if (!/maxPerExePerHour/.test(section[0])) {
+  if (!section) core = `core:\n${defaults.map((k) => `  ${k}: null\n`).join('')}`;
+  else {
     const end = section.index + section[0].length;
-    extraWithLimit = `${extra.slice(0, end)}  maxPerExePerHour: null\n${extra.slice(end)}`;
+    const add = defaults.filter((k) => !new RegExp(k).test(section[0])).map((k) => `  ${k}: null\n`).join('');
+    extraWithLimit = `${extra.slice(0, end)}${add}${extra.slice(end)}`;
   }
   writeFileSync(configPath, `store:\n  root: ${root}\n${storeExtra}${core}install:\n  sysctlDropIn: ${join(dir, '60-flightbox.conf')}\n${extraWithLimit}`);
   return { dir, root, configPath, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
