@@ -502,7 +502,8 @@ describe('config', () => {
     const doc = parseYaml(r.stdout) as Record<string, Record<string, unknown>>;
     expect(doc.store).toMatchObject({ root: '/var/lib/flightbox', busyTimeout: '10s' });
     expect(doc.core).toMatchObject({ maxSize: '2GiB', compress: 'zstd', level: 3, honourRlimit: true });
-    expect(doc.capture).toEqual({ environ: true });
+    expect(doc.capture).toEqual({ environ: true, userAccess: true });
+    expect(doc.core).toMatchObject({ maxPerExePerHour: 5, maxConcurrent: 8 });
     expect(doc.backtrace).toEqual({ tool: 'auto', timeout: '60s' });
     expect(doc.install).toMatchObject({ launcher: null });
     const f = join(work, 'defaults.yaml');
