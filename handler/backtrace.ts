@@ -2,7 +2,7 @@
 // both) or gdb (fallback). Runs after the crashed process has been released; bounded by a
 // timeout and an output cap. Never runs anything the crashed process names: the exe is
 // passed to the tool as a file to read, and gdb is told not to auto-load scripts.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import type { BacktraceTool } from '../lib/config.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
@@ -36,48 +36,94 @@ export interface Backtrace {
   warnings: string[];
 }
 
-const FRAME_EU = /^#(\d+)\s+0x([0-9a-f]+)(?:\s+(?!-\s)(.*?))?(?:\s+-\s+(\S+))?\s*$/;
+const FRAME_EU = /^#(\d+)\s+0x([0-9a-f]+)(?:\s+(.*))?$/;
 
-export function parseEuStack(text: string): { threads: ThreadTrace[]; modules: ModuleInfo[] } {
+/**
+ * Parse `eu-stack -l -m -s -i` output. Module and function names come from the crashed
+ * process (its link_map, its binaries' symbol tables) and may hold " - ", newlines and
+ * text shaped like frames or thread headers. So the grammar is checked strictly: a frame's
+ * module must be a name from the module table, frame numbers run from 0 without gaps, thread
+ * ids are unique (and at most `maxThreads`), and no line is out of place. Output that breaks
+ * any of these is ambiguous: no frames are trusted, and `ambiguous` says why.
+ */
+export function parseEuStack(text: string, opts: { maxThreads?: number | null } = {}): { threads: ThreadTrace[]; modules: ModuleInfo[]; ambiguous: string | null } {
   const threads: ThreadTrace[] = [];
   const modules: ModuleInfo[] = [];
   let current: ThreadTrace | null = null;
   let mod: ModuleInfo | null = null;
   let modLine = 0;
+  let nextFrame = 0;
+  let headers = 0;
+  const tids = new Set<number>();
+  const refuse = (why: string) => ({ threads: [], modules, ambiguous: why });
   for (const line of text.split('\n')) {
+    if (line === '') continue;
+    if (/^PID \d+ - core(?: module memory map)?$/.test(line)) {
+      if (++headers > 2 || current) return refuse('a second process header');
+      continue;
+    }
     const tid = /^TID (\d+):$/.exec(line);
     if (tid) {
-      current = { tid: Number(tid[1]), frames: [] };
+      const n = Number(tid[1]);
+      if (tids.has(n)) return refuse(`thread ${n} appears twice`);
+      tids.add(n);
+      if (opts.maxThreads && tids.size > opts.maxThreads) return refuse(`more threads than the process had (${opts.maxThreads})`);
+      current = { tid: n, frames: [] };
       threads.push(current);
       mod = null;
+      nextFrame = 0;
       continue;
     }
-    const m = /^0x([0-9a-f]+)-0x([0-9a-f]+)\s+(.+)$/.exec(line);
-    if (m && !current) {
-      mod = { start: `0x${m[1]}`, end: `0x${m[2]}`, name: m[3]!, buildId: null, file: null };
-      modules.push(mod);
-      modLine = 0;
-      continue;
+    if (!current) {
+      const m = /^0x([0-9a-f]+)-0x([0-9a-f]+)\s+(.+)$/.exec(line);
+      if (m) {
+        mod = { start: `0x${m[1]}`, end: `0x${m[2]}`, name: m[3]!, buildId: null, file: null };
+        modules.push(mod);
+        modLine = 0;
+        continue;
+      }
+      if (mod && line.startsWith('  ')) {
+        modLine++;
+        const v = line.trim();
+        if (modLine === 1) mod.buildId = /^\[([0-9a-f]+)\]$/.exec(v)?.[1] ?? null;
+        else if (modLine === 2) mod.file = v === '-' ? null : v;
+        continue;
+      }
+      return refuse('a line out of place in the module table');
     }
-    if (mod && !current && line.startsWith('  ')) {
-      modLine++;
-      const v = line.trim();
-      if (modLine === 1) mod.buildId = /^\[([0-9a-f]+)\]$/.exec(v)?.[1] ?? null;
-      else if (modLine === 2) mod.file = v === '-' ? null : v;
-      continue;
-    }
-    if (!current) continue;
     const f = FRAME_EU.exec(line);
     if (f) {
+      if (Number(f[1]) !== nextFrame) return refuse(`frame #${f[1]} where #${nextFrame} was due`);
+      nextFrame++;
+      const split = splitFrameRest(f[3] ?? '', modules);
+      if (!split) return refuse('a frame whose module is not in the module table');
       if (current.frames.length < MAX_FRAMES_PER_THREAD) {
-        current.frames.push({ n: Number(f[1]), addr: `0x${f[2]}`, fn: f[3] && f[3] !== '??' ? f[3] : null, module: f[4] ?? null, source: null });
+        current.frames.push({ n: Number(f[1]), addr: `0x${f[2]}`, fn: split.fn && split.fn !== '??' ? split.fn : null, module: split.module, source: null });
       }
       continue;
     }
-    const last = current.frames.at(-1);
-    if (last && /^\s{4}\S/.test(line) && last.source === null) last.source = line.trim();
+    if (/^ {4}\S/.test(line)) {
+      const last = current.frames.at(-1);
+      if (last && last.source === null) last.source = line.trim();
+      continue;
+    }
+    return refuse('a line out of place among the frames');
   }
-  return { threads, modules };
+  return { threads, modules, ambiguous: null };
+}
+
+/** "FN - MODULE" or "- MODULE", where MODULE must be a name from the module table (longest wins). */
+function splitFrameRest(rest: string, modules: readonly ModuleInfo[]): { fn: string | null; module: string | null } | null {
+  const r = rest.trimEnd();
+  // eu-stack names a symbol only inside a module: an address outside them all has neither.
+  if (r === '' || r === '??') return { fn: null, module: null };
+  let best: string | null = null;
+  for (const m of modules) {
+    if ((r === `- ${m.name}` || r.endsWith(` - ${m.name}`)) && (best === null || m.name.length > best.length)) best = m.name;
+  }
+  if (best === null) return null;
+  const fn = r.slice(0, r.length - best.length - 2).trim();
+  return { fn: fn === '' || fn === '-' ? null : fn, module: best };
 }
 
 /**
@@ -128,43 +174,72 @@ export function parseGdbBacktrace(text: string): ThreadTrace[] {
   return threads;
 }
 
-function run(file: string, args: string[], timeoutMs: number): { out: string; err: string; status: number | null; error?: string } {
+function run(file: string, args: string[], timeoutMs: number, fd3: number | null = null): { out: string; err: string; status: number | null; error?: string; timedOut: boolean } {
   const r = spawnSync(file, args, {
     encoding: 'utf8',
     timeout: timeoutMs,
     killSignal: 'SIGKILL',
     maxBuffer: MAX_BACKTRACE_OUTPUT_BYTES,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: fd3 === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', fd3],
     env: { PATH: SEARCH_PATH.join(':'), LC_ALL: 'C', HOME: '/nonexistent' },
     cwd: '/',
   });
-  const error = r.error ? (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? `timed out after ${timeoutMs} ms` : r.error.message : undefined;
-  return { out: r.stdout ?? '', err: r.stderr ?? '', status: r.status, error };
+  const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+  const error = r.error ? timedOut ? `timed out after ${timeoutMs} ms` : r.error.message : undefined;
+  return { out: r.stdout ?? '', err: r.stderr ?? '', status: r.status, error, timedOut };
 }
 
-export function takeBacktrace(corePath: string, exe: string | null, opts: { tool: BacktraceTool; timeoutMs: number }): Backtrace {
+export interface BacktraceOptions {
+  tool: BacktraceTool;
+  timeoutMs: number;
+  /**
+   * An fd of the crashed process's executable, opened from /proc/<pid>/exe while it lived:
+   * the tool reads it as /proc/self/fd/3. The exe's path names a file in the crashed
+   * process's mount namespace, which here may be another file, or a FIFO that never opens.
+   */
+  exeFd?: number | null;
+  /** threads the process had (/proc status): more in the tool's output means forged lines */
+  maxThreads?: number | null;
+}
+
+/** Share of the time budget eu-stack gets when gdb can follow (gdb gets the rest). */
+const EU_STACK_SHARE = 0.6;
+
+export function takeBacktrace(corePath: string, exe: string | null, opts: BacktraceOptions): Backtrace {
   const warnings: string[] = [];
   const empty: Backtrace = { tool: null, text: '', threads: [], modules: [], warnings };
   if (opts.tool === 'none') return empty;
-  // Only pass the executable when it is a real path in our mount namespace; the core's
-  // own file notes are enough for eu-stack and gdb otherwise.
-  let exeArg: string | null = null;
-  if (exe && exe.startsWith('/') && !exe.endsWith(' (deleted)')) {
+  const exeFd = opts.exeFd ?? null;
+  let exeArg: string | null = exeFd !== null ? '/proc/self/fd/3' : null;
+  // Without the fd (the process was gone), the path only when it is a regular file here;
+  // the core's own file notes are enough for eu-stack and gdb otherwise.
+  if (exeArg === null && exe && exe.startsWith('/') && !exe.endsWith(' (deleted)')) {
     try {
       accessSync(exe, constants.R_OK);
-      exeArg = exe;
+      if (statSync(exe).isFile()) exeArg = exe;
+      else warnings.push(`executable ${JSON.stringify(exe)} is not a regular file here; symbols come from the core's file notes only`);
     } catch {
       warnings.push(`executable ${JSON.stringify(exe)} is not readable here; symbols come from the core's file notes only`);
     }
   }
-  const deadline = Date.now() + opts.timeoutMs;
+  const started = Date.now();
+  const deadline = started + opts.timeoutMs;
+  let euTimedOut = false;
   if (opts.tool === 'auto' || opts.tool === 'eu-stack') {
     const eu = findProgram('eu-stack');
     if (!eu) warnings.push('eu-stack not found (install elfutils), ignoring');
     else {
       const args = [`--core=${corePath}`, ...(exeArg ? ['-e', exeArg] : []), '-l', '-m', '-s', '-i', '-n', String(MAX_FRAMES_PER_THREAD)];
-      const r = run(eu, args, Math.max(1000, deadline - Date.now()));
-      const parsed = parseEuStack(r.out);
+      // With gdb to fall back on, eu-stack gets part of the budget: a core whose module list
+      // names a file that never opens (a FIFO) must leave gdb time of its own.
+      const budget = opts.tool === 'auto' ? Math.max(1000, opts.timeoutMs * EU_STACK_SHARE) : Math.max(1000, deadline - Date.now());
+      const r = run(eu, args, budget, exeFd);
+      euTimedOut = r.timedOut;
+      const parsed = parseEuStack(r.out, { maxThreads: opts.maxThreads });
+      if (parsed.ambiguous) {
+        warnings.push(`the stack trace cannot be trusted (${parsed.ambiguous}: a name in the core or its files is shaped like trace lines); no frames kept`);
+        return { tool: 'eu-stack', text: r.out, threads: [], modules: [], warnings };
+      }
       if (parsed.threads.some((t) => t.frames.length > 0)) {
         if (r.error) warnings.push(`eu-stack: ${r.error}; the stack trace may be incomplete`);
         return { tool: 'eu-stack', text: r.out, threads: parsed.threads, modules: parsed.modules, warnings };
@@ -176,10 +251,14 @@ export function takeBacktrace(corePath: string, exe: string | null, opts: { tool
     const gdb = findProgram('gdb');
     if (!gdb) warnings.push('gdb not found, ignoring');
     else {
-      const args = ['-batch', '-nx', '-nh', '-iex', 'set auto-load off', '-iex', 'set debuginfod enabled off',
+      // eu-stack hung: most likely on a shared library path that never opens; gdb would hang
+      // on the same one, so it does without shared libraries (frames of the executable only).
+      const noSolibs = euTimedOut ? ['-iex', 'set auto-solib-add off', '-iex', 'set solib-search-path /nonexistent', '-iex', 'set sysroot /nonexistent'] : [];
+      if (euTimedOut) warnings.push('eu-stack timed out; gdb ran without shared libraries');
+      const args = ['-batch', '-nx', '-nh', '-iex', 'set auto-load off', '-iex', 'set debuginfod enabled off', ...noSolibs,
         '-ex', 'set pagination off', '-ex', 'info sharedlibrary', '-ex', 'thread apply all bt 64',
         ...(exeArg ? [exeArg] : []), '-c', corePath];
-      const r = run(gdb, args, Math.max(1000, deadline - Date.now()));
+      const r = run(gdb, args, Math.max(1000, deadline - Date.now()), exeFd);
       const threads = parseGdbBacktrace(r.out);
       if (threads.some((t) => t.frames.length > 0)) {
         if (r.error) warnings.push(`gdb: ${r.error}; the stack trace may be incomplete`);

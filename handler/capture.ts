@@ -238,7 +238,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   if (core.elf) {
     const tb = now();
     try {
-      backtrace = takeBacktrace(join(staging, 'core'), proc.meta.exe, { tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs });
+      backtrace = takeBacktrace(join(staging, 'core'), proc.meta.exe, {
+        tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads,
+      });
       warnings.push(...backtrace.warnings);
       if (backtrace.tool && !diskFull) {
         writeFileExclusive(staging, 'backtrace.txt', backtrace.text, 0o640);
@@ -252,6 +254,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     }
     timings.backtraceMs = now() - tb;
   }
+
+  if (proc.exeFd !== null) closeSync(proc.exeFd);
 
   // Rate limit: beyond core.maxPerExePerHour full cores of this executable in the last hour,
   // a crash loop keeps its metadata and stack trace but not its core (counted all the same).
@@ -400,7 +404,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   }
   // The crashing user may read their own crash, unless the kernel says its memory is not
   // theirs to see: a setuid/setgid or capability-raised process dumps with %d = 2, not 1.
-  const grantUid = cfg.capture.userAccess && args.dumpable === 1 && args.uid > 0 ? args.uid : null;
+  // And only when /proc was verified to be that process, with all four uids its own.
+  const ownUids = proc.verified && proc.meta.uids !== null && proc.meta.uids.length > 0 && proc.meta.uids.every((u) => u === args.uid);
+  const grantUid = cfg.capture.userAccess && args.dumpable === 1 && args.uid > 0 && ownUids ? args.uid : null;
   const ix = store.finishBundle(staging, manifest, { mail, grantUid });
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');

@@ -43,6 +43,11 @@ export interface ProcState {
   warnings: string[];
   /** false when /proc/<pid> was gone or belonged to another process by the end of the read */
   verified: boolean;
+  /**
+   * The executable, opened through /proc/<pid>/exe while the process lived (null when it
+   * could not be, or the process was not the crashed one). The caller closes it.
+   */
+  exeFd: number | null;
 }
 
 export interface ReadProcOptions {
@@ -50,6 +55,12 @@ export interface ReadProcOptions {
   environ?: boolean;
   /** pidfd from %F, to prove the /proc entry read is the crashed process and not a reused pid */
   pidfd?: number | null;
+  /**
+   * The handler's own start time (clock ticks since boot, /proc/self/stat). The kernel starts
+   * the handler while the crashed process still holds its pid, so a process at that pid that
+   * started later is an impostor (the pid was reused). Default: read from /proc/self/stat.
+   */
+  handlerStartTicks?: number | null;
 }
 
 /** Read up to `max` bytes of a /proc file; null when it cannot be read. */
@@ -126,6 +137,15 @@ function pidOfPidfd(fd: number): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** Nothing of a process that is not the crashed one: only the warnings saying why. */
+function impostor(warnings: string[]): ProcState {
+  const meta: ProcMeta = {
+    comm: null, exe: null, cmdline: null, cwd: null, root: null, ppid: null, pidInNamespace: null, nsPids: null,
+    uids: null, gids: null, threads: null, startTimeTicks: null, cgroup: null, unit: null, namespaces: {}, inContainer: null, fdCount: null,
+  };
+  return { meta, files: [], warnings, verified: false, exeFd: null };
+}
+
 export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcState {
   const procRoot = opts.procRoot ?? '/proc';
   const dir = `${procRoot}/${pid}`;
@@ -133,11 +153,22 @@ export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcStat
   const files: ProcFile[] = [];
   const text = (name: string): string | null => readBounded(`${dir}/${name}`)?.toString('utf8') ?? null;
 
+  // Whose /proc is this? Checked before reading anything: an impostor's exe, command line and
+  // environment must not end up in a crash bundle its crashing user may read.
   if (opts.pidfd !== null && opts.pidfd !== undefined) {
     const p = pidOfPidfd(opts.pidfd);
-    if (p !== pid) warnings.push(`pidfd ${opts.pidfd} refers to pid ${p ?? 'unknown'}, not ${pid}; /proc data may belong to another process`);
+    if (p !== pid) {
+      warnings.push(`pidfd ${opts.pidfd} refers to pid ${p ?? 'unknown'}, not ${pid}; /proc data belongs to another process and is not kept`);
+      return impostor(warnings);
+    }
   }
   const statBefore = text('stat');
+  const handlerStart = opts.handlerStartTicks !== undefined ? opts.handlerStartTicks : startTimeFromStat(readBounded('/proc/self/stat')?.toString() ?? null);
+  const theirStart = startTimeFromStat(statBefore);
+  if (handlerStart !== null && theirStart !== null && theirStart > handlerStart) {
+    warnings.push(`pid ${pid} now belongs to a process started after this handler (start time ${theirStart} > ${handlerStart} ticks): the pid was reused, its /proc data is not kept`);
+    return impostor(warnings);
+  }
 
   const commRaw = readBounded(`${dir}/comm`, 4096);
   if (commRaw === null) warnings.push(`Failed to read ${dir}/comm (process gone?), ignoring`);
@@ -216,16 +247,25 @@ export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcStat
     fdCount,
   };
 
+  // The executable itself (execve only runs regular files, so this never blocks), for the
+  // stack-trace tool: its path may name something else, or nothing, in our mount namespace.
+  let exeFd: number | null = null;
+  try {
+    exeFd = openSync(`${dir}/exe`, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch {
+    // gone, or a kernel thread
+  }
+
   // Verify at the end that what we read still belongs to the crashed process: same start
   // time, and (where the kernel gave us a pidfd) the pidfd still names this pid.
   let verified = commRaw !== null;
   if (verified) {
     const after = startTimeFromStat(text('stat'));
-    if (after === null || after !== meta.startTimeTicks) {
-      verified = false;
-      warnings.push(`/proc/${pid} changed while it was read (start time ${meta.startTimeTicks} → ${after}); its data may belong to another process`);
+    if (after === null || after !== meta.startTimeTicks || (opts.pidfd !== null && opts.pidfd !== undefined && pidOfPidfd(opts.pidfd) !== pid)) {
+      warnings.push(`/proc/${pid} changed while it was read (start time ${meta.startTimeTicks} → ${after}): the pid was reused, its /proc data is not kept`);
+      if (exeFd !== null) closeSync(exeFd);
+      return impostor(warnings);
     }
-    if (opts.pidfd !== null && opts.pidfd !== undefined && pidOfPidfd(opts.pidfd) !== pid) verified = false;
   }
-  return { meta, files, warnings, verified };
+  return { meta, files, warnings, verified, exeFd };
 }

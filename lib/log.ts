@@ -5,6 +5,7 @@ import { constants, openSync, closeSync, writeSync } from 'node:fs';
 import { appendNoFollow } from './safe-fs.js';
 import { format } from 'node:util';
 import { escapeControl } from './escape.js';
+import { messageOf } from './errors.js';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 
@@ -34,15 +35,19 @@ function line(level: Level, component: string, ctx: object, msg: string, args: u
 
 export function createLogger(opts: LoggerOptions): Logger {
   const now = opts.now ?? (() => new Date());
+  let fileFailed = false;
   const emit = (level: Level, ctx: object, msg: string, args: unknown[]) => {
     const l = line(level, opts.component, ctx, msg, args, now());
-    if (opts.file) {
+    if (opts.file && !fileFailed) {
       try {
         appendNoFollow(opts.file, l);
-      } catch {
-        // A log we cannot write must not stop a capture.
+      } catch (err) {
+        // A log we cannot write must not stop a capture; say so once where root will look.
+        fileFailed = true;
+        kmsg(`cannot write the log ${opts.file}, logging to the kernel log only: ${messageOf(err)}`, 4);
       }
     }
+    if (fileFailed && opts.file && (level === 'warn' || level === 'error')) kmsg(l.slice(l.indexOf(' ') + 1).trimEnd(), level === 'error' ? 3 : 4);
     if (opts.stderr) process.stderr.write(l);
   };
   return {

@@ -83,10 +83,27 @@ export function baseNameOf(path: string): string {
   return basename(path);
 }
 
-/** Append to a file, creating it (0600) if missing; a symlink at the name makes it fail. */
+/**
+ * Check an open fd of a file we own and write to: a regular file, ours, with no other name.
+ * O_NOFOLLOW stops a symlink; a hard link to a file elsewhere (say /etc/shadow, planted by
+ * someone who could write here) has the same inode under two names, and is refused here.
+ */
+export function checkOwnRegularFile(fd: number, path: string): void {
+  const st = fstatSync(fd);
+  if (!st.isFile()) throw new FlightboxError('STORE_UNSAFE', `${path} is not a regular file; refusing to use it`);
+  if (st.nlink > 1) throw new FlightboxError('STORE_UNSAFE', `${path} has ${st.nlink} hard links; refusing to use it`);
+  const uid = process.geteuid?.() ?? 0;
+  if (st.uid !== uid) throw new FlightboxError('STORE_UNSAFE', `${path} is owned by uid ${st.uid}, not ${uid}; refusing to use it`);
+}
+
+/**
+ * Append to a file, creating it (0600) if missing. A symlink, a FIFO (never blocks: the
+ * open is non-blocking), a hard link or someone else's file at the name makes it fail.
+ */
 export function appendNoFollow(path: string, data: string, mode = 0o600): void {
-  const fd = openSync(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, mode);
+  const fd = openSync(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK, mode);
   try {
+    checkOwnRegularFile(fd, path);
     const buf = Buffer.from(data);
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
@@ -97,7 +114,7 @@ export function appendNoFollow(path: string, data: string, mode = 0o600): void {
 
 /** Create (or keep) an empty marker file without following a symlink. */
 export function touchNoFollow(path: string, mode = 0o600): void {
-  closeSync(openSync(path, O_WRONLY | O_CREAT | O_NOFOLLOW, mode));
+  closeSync(openSync(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK, mode));
 }
 
 /**
@@ -116,8 +133,8 @@ export function ensurePrivateFile(path: string, create: boolean): void {
     throw err;
   }
   try {
+    checkOwnRegularFile(fd, path);
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new FlightboxError('STORE_UNSAFE', `${path} is not a regular file; refusing to use it`);
     if ((st.mode & 0o077) !== 0) fchmodSync(fd, st.mode & 0o700);
   } finally {
     closeSync(fd);

@@ -81,7 +81,13 @@ export class Store {
       ensureSecureDir(root, 0o700);
       for (const d of [STAGING_DIR, BUNDLES_DIR, SPOOL_DIR]) ensureSecureDir(join(root, d), 0o700);
     } else {
-      if (!existsSync(root)) throw new FlightboxError('NOT_FOUND', `the store ${root} does not exist yet (no crash has been recorded, or store.root points elsewhere)`);
+      // lstat, not exists: a symlink planted at the root must be named as such, not followed.
+      try {
+        lstatSync(root);
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') throw new FlightboxError('NOT_FOUND', `the store ${root} does not exist yet (no crash has been recorded, or store.root points elsewhere)`);
+        throw err;
+      }
       checkSecureDir(root, { allowRootOwner: true });
     }
   }

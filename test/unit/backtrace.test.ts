@@ -140,28 +140,57 @@ describe('parseEuStack: threads and frames', () => {
     expect(byTid(threads, 6115)!.frames[0]).toEqual({ n: 0, addr: '0x00007ffff7e5feec', fn: null, module: 'libc.so.6', source: null });
   });
 
-  it('a frame line without a module', () => {
-    const r = parseEuStack('TID 7:\n#0  0x0000000000401000 f\n#1  0x0000000000000000\n#2  0x0000000000401234 ??\n');
+  // A module table as eu-stack prints it before the threads: frame modules must be from it.
+  const TABLE = 'PID 1 - core module memory map\n0x1000-0x2000 a.out\n  [abcd]\n  /bin/a.out\nPID 1 - core\n';
+
+  it('a frame line without a symbol or module (an address outside every module)', () => {
+    const r = parseEuStack('TID 7:\n#0  0x0000000000000000\n#1  0x0000000000401234 ??\n');
+    expect(r.ambiguous).toBeNull();
     expect(r.threads[0]!.frames).toEqual([
-      { n: 0, addr: '0x0000000000401000', fn: 'f', module: null, source: null },
-      { n: 1, addr: '0x0000000000000000', fn: null, module: null, source: null },
-      { n: 2, addr: '0x0000000000401234', fn: null, module: null, source: null },
+      { n: 0, addr: '0x0000000000000000', fn: null, module: null, source: null },
+      { n: 1, addr: '0x0000000000401234', fn: null, module: null, source: null },
     ]);
   });
 
   it('only the first indented line after a frame is its source', () => {
-    const r = parseEuStack('TID 7:\n#0  0x0000000000401000 f - a.out\n    a.c:1:2\n    extra line\n#1  0x0000000000401010 g - a.out\n');
+    const r = parseEuStack(`${TABLE}TID 7:\n#0  0x0000000000401000 f - a.out\n    a.c:1:2\n    extra line\n#1  0x0000000000401010 g - a.out\n`);
     expect(r.threads[0]!.frames.map((f) => f.source)).toEqual(['a.c:1:2', null]);
   });
 
   it(`caps each thread at MAX_FRAMES_PER_THREAD (${MAX_FRAMES_PER_THREAD}) frames`, () => {
-    const lines = ['TID 1:'];
+    const lines = [TABLE, 'TID 1:'];
     for (let i = 0; i < 200; i++) lines.push(`#${i}  0x${(0x1000 + i).toString(16).padStart(16, '0')} recurse - a.out`, '    r.c:3:1');
     lines.push('TID 2:', '#0  0x0000000000401000 other - a.out');
     const { threads } = parseEuStack(lines.join('\n'));
     expect(threads[0]!.frames).toHaveLength(MAX_FRAMES_PER_THREAD);
     expect(threads[0]!.frames.at(-1)!.n).toBe(MAX_FRAMES_PER_THREAD - 1);
     expect(threads[1]!.frames).toHaveLength(1);
+  });
+
+  it('a module name holding " - " and spaces is matched whole from the module table', () => {
+    const r = parseEuStack('PID 1 - core module memory map\n0x1000-0x2000 sec x - y\nPID 1 - core\nTID 1:\n#0  0x0000000000001010 crash_here - sec x - y\n');
+    expect(r.ambiguous).toBeNull();
+    expect(r.threads[0]!.frames[0]).toMatchObject({ fn: 'crash_here', module: 'sec x - y' });
+  });
+
+  // Names from the crashed process forging trace lines: nothing of such output is trusted.
+  it.each([
+    ['a frame whose module is not in the table', `${TABLE}TID 1:\n#0  0x0000000000001010 f - forged.so\n`],
+    ['a frame number out of sequence (a forged frame before the real one)', `${TABLE}TID 1:\n#0  0x1010 f - a.out\n#1  0x1020 forged_fn - a.out\n#1  0x1030 g - a.out\n`],
+    ['a thread header twice', `${TABLE}TID 1:\n#0  0x1010 f - a.out\nTID 1:\n#0  0x1010 f - a.out\n`],
+    ['a stray line among the frames', `${TABLE}TID 1:\n#0  0x1010 f - a.out\nforged text\n`],
+    ['a frame before any thread header', '#0  0x0000000000401000 stray - a.out\nTID 3:\n'],
+    ['a line out of place in the module table', 'PID 1 - core module memory map\n0x1000-0x2000 a.out\n#1 0x1 forged - a.out\n'],
+  ])('%s: ambiguous, no threads', (_what, text) => {
+    const r = parseEuStack(text);
+    expect(r.ambiguous).toMatch(/\S/);
+    expect(r.threads).toEqual([]);
+  });
+
+  it('more threads than the process had: ambiguous', () => {
+    const text = `${TABLE}TID 1:\n#0  0x1010 f - a.out\nTID 2:\n#0  0x1010 f - a.out\n`;
+    expect(parseEuStack(text, { maxThreads: 2 }).ambiguous).toBeNull();
+    expect(parseEuStack(text, { maxThreads: 1 }).ambiguous).toMatch(/more threads/);
   });
 
   it.each([
@@ -172,12 +201,6 @@ describe('parseEuStack: threads and frames', () => {
     expect(parseEuStack(text).threads).toEqual([]);
   });
 
-  it('frames before any TID line are ignored, and module-looking lines after TID are not modules', () => {
-    const r = parseEuStack('#0  0x0000000000401000 stray - a.out\nTID 3:\n#0  0x0000000000401000 f - a.out\n0x1000-0x2000 notamodule\n');
-    expect(r.threads).toHaveLength(1);
-    expect(r.threads[0]!.frames).toHaveLength(1);
-    expect(r.modules).toEqual([]);
-  });
 });
 
 describe('parseGdbBacktrace', () => {
