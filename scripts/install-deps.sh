@@ -19,6 +19,7 @@ have babeltrace2 || missing+=(babeltrace2)
 have trace-cmd || missing+=(trace-cmd)
 have unzip || missing+=(unzip)
 have setfacl || missing+=(acl)
+have chromium || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
