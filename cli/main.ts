@@ -66,6 +66,26 @@ program.command('groups').description('crashes grouped by signature: count, firs
   .option('--json', 'a JSON array')
   .action(lazy(() => import('./commands/groups.js')));
 
+filters(program.command('top').description("what the processes did before an event (CPU, syscalls, files, signals; metrics), or this host now with --live"))
+  .argument('[id]', 'event id, or a unique prefix of one (default: the newest match)')
+  .option('--live', 'this host now, sampled every second (no daemon needed)')
+  .option('--json', 'the whole report (with --live: one sample per line)')
+  .option('--source <trace>', 'ftrace or lttng (default: ftrace when the bundle has it)')
+  .option('--rows <n>', 'processes per table')
+  .option('--count <n>', 'with --live: stop after N samples')
+  .action(lazy(() => import('./commands/top.js')));
+
+filters(program.command('view').description("an event's raw trace as text (trace-cmd report, babeltrace2, or the ftrace text)"))
+  .argument('[id]', 'event id, or a unique prefix of one (default: the newest match)')
+  .option('--source <trace>', 'ftrace or lttng (default: ftrace when the bundle has it)')
+  .option('--raw', "flightbox's own reader: one line per event, system calls named")
+  .action(lazy(() => import('./commands/view.js')));
+
+filters(program.command('watch').description('follow events as they are indexed, with the filters of list'))
+  .option('-n, --lines <n>', 'first print the newest N events that match')
+  .option('--json', 'one JSON object per event and line')
+  .action(lazy(() => import('./commands/watch.js')));
+
 program.command('export').description('write an event bundle as an archive: .tar.gz or .zip, chosen by the extension')
   .argument('<id>', 'event id, or a unique prefix of one')
   .requiredOption('-o, --output <file>', 'the archive to write (FILE.tar.gz, FILE.tgz or FILE.zip)')
@@ -120,6 +140,20 @@ program.command('status').description('the crash handler, the daemon and its rec
   .option('--json', 'as JSON')
   .action(lazy(() => import('./commands/status.js')));
 
+program.command('check').description('a Nagios/Icinga plugin: crashes in a time window against thresholds (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
+  .option('--warning <range>', 'WARNING when the count is outside this range ("1": more than 1; Nagios ranges N, N:, ~:N, N:M, @N:M)')
+  .option('--critical <range>', 'CRITICAL when the count is outside this range')
+  .option('--window <duration>', 'how far back to count (15m, 1h, 1d)', '15m')
+  .option('--exe <path|name>', 'only this executable: a full path, or a base name')
+  .option('--signal <sig>', 'only this signal (SIGSEGV, segv, 11)')
+  // A plugin exits 3 (UNKNOWN) with its one line for a bad invocation too; --help stays 0.
+  .exitOverride((err) => {
+    if (err.exitCode === 0) throw err;
+    process.stdout.write(`FLIGHTBOX UNKNOWN - ${err.message.replace(/^error: /, '').replace(/[\r\n|]+/g, ' ').trim()}\n`);
+    process.exit(3);
+  })
+  .action(lazy(() => import('./commands/check.js')));
+
 program.command('snapshot').description("ask the daemon to save every recorder's recent past as a snapshot event")
   .option('--reason <text>', 'why (kept with the event)')
   .option('--json', 'print the id, bundle and warnings as JSON')
@@ -133,6 +167,10 @@ program.command('trigger').description('fire a rule now, as if its condition had
 program.command('daemon').description('run the service in the foreground; as root, installs the handler for as long as it runs')
   .option('--no-install', 'do not install the core_pattern handler')
   .action(lazy(() => import('./commands/daemon.js')));
+
+program.command('serve').description('a read-only web page: events, groups, stack traces, metrics charts (prints its URL with a token)')
+  .option('--listen <addr>', 'address and port (port 0: any free port; a non-loopback address only when given)', '127.0.0.1:9478')
+  .action(lazy(() => import('./commands/serve.js')));
 
 program.command('config').description('check the configuration, or print the defaults')
   .addOption(new Option('--defaults', 'print every option with its default'))

@@ -17,6 +17,7 @@ import type { Firing, Rule } from '../lib/rules.js';
 import { readManifest } from '../store/manifest.js';
 import { collectInto, eventEnv, runBounded, splitCommand, MAX_EXEC_OUTPUT_BYTES } from './commands.js';
 import { ControlServer } from './control-server.js';
+import { Exporter } from './exporter.js';
 import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
 import { TriggerRunner } from './trigger-runner.js';
 import { vacuum } from '../store/retention.js';
@@ -58,6 +59,7 @@ export class Daemon {
   #recorders: RecorderSet;
   #triggers: TriggerRunner;
   readonly #sender: OutboxSender;
+  readonly #exporter: Exporter;
   #control: ControlServer | null = null;
   #timers: NodeJS.Timeout[] = [];
   #installedHere = false;
@@ -73,6 +75,8 @@ export class Daemon {
     this.#recorders = this.#newRecorderSet(this.#cfg);
     this.#triggers = this.#newTriggerRunner(this.#cfg.rules);
     this.#sender = new OutboxSender(this.#store, this.#cfg, this.#log);
+    // Monitoring (Prometheus, Graphite): nothing runs unless configured.
+    this.#exporter = new Exporter(this.#cfg, { store: this.#store, log: this.#log, out: this.#out, recorders: () => this.#recorders.status(), startedAt: this.#startedAt });
   }
 
   #newTriggerRunner(rules: readonly Rule[], state?: EngineState): TriggerRunner {
@@ -99,6 +103,7 @@ export class Daemon {
     for (const s of this.#recorders.status()) this.#out(`Recorder ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`);
     await this.#triggers.start();
     this.#sender.start();
+    await this.#exporter.start();
     if (this.#cfg.rules.length > 0) this.#out(`Rules: ${this.#cfg.rules.map((r) => `${r.name} (${r.when.kind})`).join(', ')}`);
 
     if (this.#opts.install) {
@@ -425,6 +430,7 @@ export class Daemon {
     this.#triggers = this.#newTriggerRunner(next.rules, this.#triggers.state);
     this.#sender.setConfig(next);
     await this.#triggers.start();
+    await this.#exporter.reconfigure(next);
     this.#out(`Reloaded ${path}.`);
     this.#log.info({ file: path }, 'Configuration reloaded');
   }
@@ -436,6 +442,7 @@ export class Daemon {
     await this.#triggers.stop();
     await this.#sender.stop();
     await this.#recorders.stop();
+    await this.#exporter.close();
     if (this.#installedHere) {
       const r = uninstallHandler(this.#cfg);
       for (const w of r.warnings) this.#out(w);

@@ -2,7 +2,8 @@
 // that names file, line and key. Returns {config, warnings, errors}; callers decide whether
 // an error is fatal (daemon, CLI) or a warning to record (the handler must still capture).
 import { readFileSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { isIP } from 'node:net';
+import { basename, isAbsolute } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Document } from 'yaml';
 import { errnoCode, messageOf } from './errors.js';
@@ -47,6 +48,13 @@ export const DEFAULT_MAIL_RETRY_BACKOFF_MS = 30_000;
 export const DEFAULT_MAIL_SMTP_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAIL_SUBJECT = '[flightbox] {host}: {exe} crashed ({signal})';
 export const DEFAULT_MAIL_RULE_SUBJECT = '[flightbox] {host}: rule {rule} fired: {reason}';
+// monitoring (daemon/exporter.ts): Prometheus and Graphite are off unless configured.
+export const DEFAULT_GRAPHITE_PORT = 2003;
+export const DEFAULT_GRAPHITE_PREFIX = 'flightbox';
+export const DEFAULT_GRAPHITE_INTERVAL_MS = 60_000;
+export const MIN_GRAPHITE_INTERVAL_MS = 1000;
+export const MAX_GRAPHITE_INTERVAL_MS = 24 * 3_600_000;
+export const MAX_GRAPHITE_PREFIX_CHARS = 200;
 /** Fields a mail subject template may use; anything else in braces is a config error. */
 export const MAIL_TEMPLATE_FIELDS = ['host', 'exe', 'comm', 'pid', 'uid', 'signal', 'id', 'signature', 'time', 'kind', 'rule', 'reason'] as const;
 export const MAX_MAIL_RECIPIENTS = 50;
@@ -149,6 +157,15 @@ export interface Config {
     ruleSubject: string;
     retry: { attempts: number; backoffMs: number };
   };
+  /** metrics for Prometheus (daemon/exporter.ts); both off by default */
+  prometheus: {
+    /** where GET /metrics is served, bound exactly as written (no wildcard unless written); null: no endpoint */
+    listen: { host: string; port: number } | null;
+    /** a *.prom file rewritten atomically for node_exporter's textfile collector; null: none */
+    textfile: string | null;
+  };
+  /** the same counters pushed to Graphite (plaintext protocol over TCP); off while host is null */
+  graphite: { host: string | null; port: number; prefix: string; intervalMs: number };
 }
 
 export interface ConfigIssue {
@@ -207,6 +224,8 @@ export function defaultConfig(): Config {
       ruleSubject: DEFAULT_MAIL_RULE_SUBJECT,
       retry: { attempts: DEFAULT_MAIL_RETRY_ATTEMPTS, backoffMs: DEFAULT_MAIL_RETRY_BACKOFF_MS },
     },
+    prometheus: { listen: null, textfile: null },
+    graphite: { host: null, port: DEFAULT_GRAPHITE_PORT, prefix: DEFAULT_GRAPHITE_PREFIX, intervalMs: DEFAULT_GRAPHITE_INTERVAL_MS },
   };
 }
 
@@ -314,6 +333,31 @@ const mailTemplate = (set: (c: Config, v: string) => void): Setter => (c, v) => 
   if (/[\x00-\x1f\x7f]/.test(v)) return `a subject template must not contain control characters (newlines, tabs), got ${show(v)}`;
   const unknown = [...v.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1] ?? '').find((f) => !(MAIL_TEMPLATE_FIELDS as readonly string[]).includes(f));
   if (unknown !== undefined) return `unknown field {${unknown}} in the subject template (fields: ${MAIL_TEMPLATE_FIELDS.map((f) => `{${f}}`).join(' ')})`;
+  set(c, v);
+};
+
+// Monitoring addresses. A host is a DNS name, an IPv4 address or an IPv6 address; in
+// host:port an IPv6 address is bracketed ('[::1]:9477', quoted in YAML, where a bare '['
+// opens a list). Nothing is resolved here: the daemon binds or connects to what is written.
+const DNS_NAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const isHost = (h: string): boolean => isIP(h) !== 0 || (DNS_NAME_RE.test(h) && !/^[\d.]+$/.test(h));
+const listenAddress = (set: (c: Config, v: { host: string; port: number } | null) => void): Setter => (c, v) => {
+  if (v === null || v === false) return void set(c, null);
+  const m = typeof v === 'string' ? /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(v) : null;
+  const host = m ? (m[1] ?? m[2] ?? '') : '';
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || (m[1] !== undefined ? isIP(host) !== 6 : !isHost(host))) {
+    return `expected host:port such as 127.0.0.1:9477 (an IPv6 address in brackets and quotes: '[::1]:9477'), or null, got ${show(v)}`;
+  }
+  if (!(port >= 1 && port <= 65535)) return `expected a port from 1 to 65535 in ${show(v)}`;
+  set(c, { host, port });
+};
+const promTextfile = (set: (c: Config, v: string | null) => void): Setter => (c, v) => {
+  if (v === null || v === false) return void set(c, null);
+  if (typeof v !== 'string' || !isAbsolute(v) || /[\0\n\r]/.test(v)) return `expected the absolute path of a .prom file, or null, got ${show(v)}`;
+  const base = basename(v);
+  // node_exporter's textfile collector reads *.prom only; a dot file is never read either.
+  if (!base.endsWith('.prom') || base.startsWith('.')) return `node_exporter reads only files named *.prom (not starting with a dot), got ${show(v)}`;
   set(c, v);
 };
 
@@ -458,6 +502,31 @@ const SCHEMA: Schema = {
     retry: {
       attempts: intIn(1, 100, (c, v) => { c.mail.retry.attempts = v; }),
       backoff: duration((c, v) => { c.mail.retry.backoffMs = v; }),
+    },
+  },
+  prometheus: {
+    listen: listenAddress((c, v) => { c.prometheus.listen = v; }),
+    textfile: promTextfile((c, v) => { c.prometheus.textfile = v; }),
+  },
+  graphite: {
+    host: (c, v) => {
+      if (v === null || v === false) return void (c.graphite.host = null);
+      const h = typeof v === 'string' ? v.replace(/^\[(.*)\]$/, '$1') : '';
+      if (!isHost(h)) return `expected a host name or IP address, or null (no Graphite), got ${show(v)}`;
+      c.graphite.host = h;
+    },
+    port: intIn(1, 65535, (c, v) => { c.graphite.port = v; }),
+    prefix: (c, v) => {
+      // Dotted path components of the characters every metric path is sanitized to.
+      if (typeof v !== 'string' || v.length > MAX_GRAPHITE_PREFIX_CHARS || !/^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/.test(v)) {
+        return `expected dotted names of letters, digits, '_' and '-' (at most ${MAX_GRAPHITE_PREFIX_CHARS} characters) such as flightbox.web1, got ${show(v)}`;
+      }
+      c.graphite.prefix = v;
+    },
+    interval: (c, v) => {
+      const n = parseDuration(v);
+      if (n === undefined || n < MIN_GRAPHITE_INTERVAL_MS || n > MAX_GRAPHITE_INTERVAL_MS) return `expected a duration from 1s to 24h such as 60s, got ${show(v)}`;
+      c.graphite.intervalMs = n;
     },
   },
 };
@@ -630,6 +699,18 @@ export function defaultsYaml(): string {
     '  retry:',
     `    attempts: ${d.mail.retry.attempts}                  # then the mail is marked failed (flightbox outbox)`,
     `    backoff: ${d.mail.retry.backoffMs / 1000}s                 # doubled after each failed attempt, at most 1h`,
+    '# Monitoring (the daemon): crashes by executable and signal, snapshots by rule, recorders,',
+    '# store usage, mail backlog. Both off unless configured.',
+    'prometheus:',
+    '  listen: null                   # host:port serving GET /metrics, bound exactly as written, e.g. 127.0.0.1:9477',
+    '                                 # (an address other than loopback exposes executable names to that network)',
+    '  textfile: null                 # a *.prom file for node_exporter\'s textfile collector, rewritten atomically (0644)',
+    '                                 # every 15s and on change, e.g. /var/lib/prometheus/node-exporter/flightbox.prom',
+    'graphite:',
+    '  host: null                     # Graphite (carbon) host: the same counters in the plaintext protocol; null = off',
+    `  port: ${d.graphite.port}`,
+    `  prefix: ${d.graphite.prefix}              # every path starts with this, e.g. flightbox.web1`,
+    `  interval: ${d.graphite.intervalMs / 1000}s                  # how often the counters are pushed`,
     '# Trigger rules: when something happens, take a snapshot, collect command output, mail.',
     '# One source per rule (threshold, log, kmsg, signal, crash, manual); each rule has a',
     `# cooldown (default ${DEFAULT_RULE_COOLDOWN_MS / 60_000}m) and a daily cap (maxPerDay, default ${DEFAULT_RULE_MAX_PER_DAY}). None by default; for example:`,

@@ -546,3 +546,124 @@ describe('defaultsYaml', () => {
     expect(defaultConfig().store.root).toBe('/var/lib/flightbox');
   });
 });
+
+describe('loadConfig: prometheus and graphite (monitoring)', () => {
+  it('both are off by default', () => {
+    const c = defaultConfig();
+    expect(c.prometheus).toEqual({ listen: null, textfile: null });
+    expect(c.graphite).toEqual({ host: null, port: 2003, prefix: 'flightbox', intervalMs: 60_000 });
+  });
+
+  type Case = [string, (c: Config) => unknown, unknown];
+  it.each<Case>([
+    ['prometheus:\n  listen: 127.0.0.1:9477\n', (c) => c.prometheus.listen, { host: '127.0.0.1', port: 9477 }],
+    ["prometheus:\n  listen: '[::1]:9477'\n", (c) => c.prometheus.listen, { host: '::1', port: 9477 }],
+    ['prometheus:\n  listen: localhost:1\n', (c) => c.prometheus.listen, { host: 'localhost', port: 1 }],
+    // bound exactly as written: a wildcard only when the operator writes one
+    ['prometheus:\n  listen: 0.0.0.0:65535\n', (c) => c.prometheus.listen, { host: '0.0.0.0', port: 65535 }],
+    ['prometheus:\n  listen: metrics.internal:9477\n', (c) => c.prometheus.listen, { host: 'metrics.internal', port: 9477 }],
+    ['prometheus:\n  listen: null\n', (c) => c.prometheus.listen, null],
+    ['prometheus:\n  textfile: /var/lib/prometheus/node-exporter/flightbox.prom\n', (c) => c.prometheus.textfile, '/var/lib/prometheus/node-exporter/flightbox.prom'],
+    ['prometheus:\n  textfile: null\n', (c) => c.prometheus.textfile, null],
+    ['prometheus:\n', (c) => c.prometheus, { listen: null, textfile: null }],
+    ['graphite:\n  host: graphite.example.com\n', (c) => c.graphite, { host: 'graphite.example.com', port: 2003, prefix: 'flightbox', intervalMs: 60_000 }],
+    ['graphite:\n  host: 10.0.0.5\n  port: 2004\n', (c) => [c.graphite.host, c.graphite.port], ['10.0.0.5', 2004]],
+    ["graphite:\n  host: '::1'\n", (c) => c.graphite.host, '::1'],
+    ["graphite:\n  host: '[fd00::5]'\n", (c) => c.graphite.host, 'fd00::5'],
+    ['graphite:\n  host: null\n', (c) => c.graphite.host, null],
+    ['graphite:\n  prefix: flightbox.web-1.prod_eu\n', (c) => c.graphite.prefix, 'flightbox.web-1.prod_eu'],
+    ['graphite:\n  interval: 1s\n', (c) => c.graphite.intervalMs, 1000],
+    ['graphite:\n  interval: 24h\n', (c) => c.graphite.intervalMs, 86_400_000],
+  ])('%j is accepted', (yaml, get, expected) => {
+    const r = load(yaml);
+    expect(r.errors).toEqual([]);
+    expect(get(r.config)).toEqual(expected);
+  });
+
+  type Bad = [string, string, string, RegExp];
+  it.each<Bad>([
+    ['prometheus', 'listen', '9477', /expected host:port such as 127\.0\.0\.1:9477.*got 9477$/],
+    ['prometheus', 'listen', 'localhost', /expected host:port.*got "localhost"/],
+    ['prometheus', 'listen', '127.0.0.1:0', /expected a port from 1 to 65535 in "127\.0\.0\.1:0"/],
+    ['prometheus', 'listen', '127.0.0.1:70000', /expected a port from 1 to 65535/],
+    ['prometheus', 'listen', '300.1.1.1:80', /expected host:port/],
+    ['prometheus', 'listen', '"::1:9477"', /expected host:port.*in brackets and quotes/],
+    ['prometheus', 'listen', '"[not-ipv6]:9477"', /expected host:port/],
+    ['prometheus', 'listen', 'http://127.0.0.1:9477', /expected host:port/],
+    ['prometheus', 'listen', '"bad_host!:80"', /expected host:port/],
+    ['prometheus', 'listen', '"127.0.0.1:9477\\n"', /expected host:port/],
+    ['prometheus', 'listen', 'true', /expected host:port.*got true/],
+    ['prometheus', 'textfile', 'flightbox.prom', /expected the absolute path of a \.prom file, or null, got "flightbox\.prom"/],
+    ['prometheus', 'textfile', '/var/lib/node-exporter/flightbox.txt', /node_exporter reads only files named \*\.prom/],
+    ['prometheus', 'textfile', '/var/lib/node-exporter/.flightbox.prom', /not starting with a dot/],
+    ['prometheus', 'textfile', '"/var/lib/x\\n.prom"', /expected the absolute path/],
+    ['prometheus', 'textfile', 'true', /expected the absolute path of a \.prom file/],
+    ['graphite', 'host', '"not a host"', /expected a host name or IP address, or null \(no Graphite\), got "not a host"/],
+    ['graphite', 'host', '5', /expected a host name or IP address/],
+    ['graphite', 'host', 'graphite.example.com:2003', /expected a host name or IP address/],
+    ['graphite', 'port', '0', /expected a whole number from 1 to 65535, got 0/],
+    ['graphite', 'port', '"2003"', /from 1 to 65535, got "2003"/],
+    ['graphite', 'prefix', 'a..b', /expected dotted names of letters, digits, '_' and '-'/],
+    ['graphite', 'prefix', '"a b"', /got "a b"/],
+    ['graphite', 'prefix', '.flightbox', /expected dotted names/],
+    ['graphite', 'prefix', `${'x'.repeat(201)}`, /at most 200 characters/],
+    ['graphite', 'prefix', '""', /expected dotted names/],
+    ['graphite', 'interval', '500ms', /expected a duration from 1s to 24h such as 60s, got "500ms"/],
+    ['graphite', 'interval', '2d', /from 1s to 24h/],
+    ['graphite', 'interval', 'often', /expected a duration/],
+  ])('%s.%s: %s is rejected', (section, key, yaml, message) => {
+    const r = load(`${section}:\n  ${key}: ${yaml}\n`);
+    expect(r.errors).toHaveLength(1);
+    const e = r.errors[0]!;
+    expect(e.key).toBe(`${section}.${key}`);
+    expect(e.message).toMatch(message);
+    expect(e.file).toBe(r.path);
+    expect(e.line).toBe(2);
+    expect(values(r.config)).toEqual(values(defaultConfig()));
+  });
+
+  it('an unquoted bracketed IPv6 listen address is a YAML error with its line, not a silent list', () => {
+    const r = load('store:\n  root: /var/tmp/fb\nprometheus:\n  listen: [::1]:9477\n');
+    expect(r.errors.length).toBeGreaterThan(0);
+    expect(r.errors[0]!.file).toBe(r.path);
+    expect(r.errors[0]!.line).toBe(4);
+  });
+
+  it('each mistake in the two sections has its own message with file, line and dotted key', () => {
+    const r = load([
+      'prometheus:',
+      '  listen: 127.0.0.1',
+      '  textfile: /tmp/metrics.txt',
+      '  port: 9477',
+      'graphite:',
+      '  host: graphite.example.com',
+      '  port: 99999',
+      '  prefix: ok.prefix',
+      '  interval: 0s',
+      '',
+    ].join('\n'));
+    expect(r.errors.map((e) => [e.key, e.line])).toEqual([
+      ['prometheus.listen', 2],
+      ['prometheus.textfile', 3],
+      ['prometheus.port', 4],
+      ['graphite.port', 7],
+      ['graphite.interval', 9],
+    ]);
+    expect(r.errors[2]!.message).toMatch(/unknown option \(known: prometheus\.listen, prometheus\.textfile\)/);
+    expect(formatConfigIssue(r.errors[0]!)).toMatch(new RegExp(`^prometheus\\.listen: expected host:port .* \\(${r.path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:2\\)$`));
+    // the valid keys beside them are applied
+    expect(r.config.graphite.host).toBe('graphite.example.com');
+    expect(r.config.graphite.prefix).toBe('ok.prefix');
+  });
+
+  it('defaultsYaml documents both sections, off, and they parse back to the defaults', () => {
+    const y = defaultsYaml();
+    for (const k of ['prometheus:', 'listen: null', 'textfile: null', 'graphite:', 'host: null', 'port: 2003', 'prefix: flightbox', 'interval: 60s']) {
+      expect(y).toContain(k);
+    }
+    const r = loadConfig(writeConfig(y, 'defaults.yaml'), { explicit: true });
+    expect(r.errors).toEqual([]);
+    expect(r.config.prometheus).toEqual(defaultConfig().prometheus);
+    expect(r.config.graphite).toEqual(defaultConfig().graphite);
+  });
+});
