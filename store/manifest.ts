@@ -3,7 +3,7 @@
 // (an archive, a mail attachment) can be verified.
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
-import { hostname, release } from 'node:os';
+import { hostname, machine, release } from 'node:os';
 import { join } from 'node:path';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 
@@ -78,7 +78,8 @@ export interface Manifest {
   time: string;
   timeMs: number;
   capturedAt: string;
-  host: { hostname: string; bootId: string | null; kernel: string; machineId: string | null };
+  /** arch: uname -m (x86_64, aarch64): the system-call numbers of a trace depend on it (absent in older bundles) */
+  host: { hostname: string; bootId: string | null; kernel: string; machineId: string | null; arch?: string };
   process: CrashProcess | null;
   core: CoreInfo | null;
   backtrace: {
@@ -114,7 +115,7 @@ export function hostInfo(): Manifest['host'] {
       return null;
     }
   };
-  return { hostname: hostname(), bootId: small('/proc/sys/kernel/random/boot_id'), kernel: release(), machineId: small('/etc/machine-id') };
+  return { hostname: hostname(), bootId: small('/proc/sys/kernel/random/boot_id'), kernel: release(), machineId: small('/etc/machine-id'), arch: machine() };
 }
 
 export function sha256File(path: string): string {
