@@ -1,11 +1,18 @@
-// Copy the core from the kernel's pipe to a file: large buffers, runs of zeros left as holes
-// (cores are mostly untouched pages), and a byte limit. This is the hold path: the crashed
-// process, and all its memory, waits until we have read the last byte, so nothing else
-// happens in this loop.
+// Copy the core from the kernel's pipe to a file: runs of zeros left as holes (cores are
+// mostly untouched pages), and a byte limit. This is the hold path: the crashed process, and
+// all its memory, waits until we have read the last byte, so nothing else happens in this
+// loop, and it costs as few system calls and as little memory traffic as it can.
 import { ftruncateSync, readSync, writeSync } from 'node:fs';
 import { errnoCode } from '../lib/errors.js';
 
-export const CORE_BUFFER_BYTES = 1024 * 1024;
+/**
+ * The copy buffer. The pipe hands out at most 64 KiB per read whatever the buffer, so a
+ * bigger one only saves writes, and once it no longer stays in the CPU's cache between the
+ * read and the write it costs more than it saves: copying 512 MiB from a pipe took 0.7 s with
+ * 64 or 128 KiB, 1.0 s with 256 KiB, 1.1-2.5 s with 1 MiB (cat: 0.5 s), the difference being
+ * kernel time spent copying out of cold memory.
+ */
+export const CORE_BUFFER_BYTES = 128 * 1024;
 /** Granularity of hole detection; a multiple of every common filesystem block size. */
 export const SPARSE_BLOCK_BYTES = 64 * 1024;
 
@@ -68,17 +75,20 @@ export function streamCore(
       if (n === 0) { eof = true; break; }
       fill += n;
     }
-    // Write it, leaving aligned all-zero blocks as holes.
+    // Write it, leaving aligned all-zero blocks as holes; the data between two holes goes
+    // out in one write. A block whose first or last byte is set is data without a compare.
     let off = 0;
-    while (off < fill) {
-      const len = Math.min(SPARSE_BLOCK_BYTES, fill - off);
-      if (sparse && len === SPARSE_BLOCK_BYTES && ZERO.compare(buf, off, off + len) === 0) {
-        sparseBytes += len;
-      } else {
-        writeAll(outFd, buf, off, len, size + off);
+    let dataFrom = 0;
+    while (sparse && off + SPARSE_BLOCK_BYTES <= fill) {
+      const end = off + SPARSE_BLOCK_BYTES;
+      if (buf[off] === 0 && buf[end - 1] === 0 && ZERO.compare(buf, off, end) === 0) {
+        if (dataFrom < off) writeAll(outFd, buf, dataFrom, off - dataFrom, size + dataFrom);
+        sparseBytes += SPARSE_BLOCK_BYTES;
+        dataFrom = end;
       }
-      off += len;
+      off = end;
     }
+    if (dataFrom < fill) writeAll(outFd, buf, dataFrom, fill - dataFrom, size + dataFrom);
     size += fill;
     if (opts.progress) opts.progress.size = size;
   }

@@ -3,10 +3,121 @@
 //   main.js [--config FILE] -- %P %i %I %u %g %s %t %c %h %d %F
 // No stdout or stderr exists here; everything goes to /dev/kmsg and the store's log.
 // A broken config falls back to the defaults: a crash must still be recorded.
-import { DEFAULT_CONFIG_PATH, formatConfigIssue, loadConfig } from '../lib/config.js';
-import { messageOf } from '../lib/errors.js';
+import { readFileSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
+import { DEFAULT_CONFIG_PATH, formatConfigIssue, loadConfig, type LoadedConfig } from '../lib/config.js';
+import { errnoCode, messageOf } from '../lib/errors.js';
 import { kmsg } from '../lib/log.js';
+import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { captureCrash } from './capture.js';
+
+/**
+ * Parsed configs, so that a crash does not wait for the YAML parser: loading it and parsing
+ * a config costs 60-90 ms, about as much as starting node, and every millisecond before the
+ * core is read holds the crashed process. A root-only directory on tmpfs (gone at boot); an
+ * entry holds what its config holds, secrets included, and is as private (0600).
+ */
+const CONFIG_CACHE_DIR = '/run/flightbox';
+const CONFIG_CACHE_FORMAT = 1;
+const CONFIG_CACHE_MAX_BYTES = 1024 * 1024;
+/** Enough for every config of a host; the oldest go when there are more (temporary configs of tests). */
+const CONFIG_CACHE_MAX_ENTRIES = 64;
+
+interface CacheEntry {
+  format: number;
+  /** Identifies the code that parsed the config (see parserStamp). */
+  stamp: string;
+  path: string;
+  explicit: boolean;
+  /** The config file's exact text: the entry answers for this text only. */
+  text: string;
+  loaded: LoadedConfig;
+}
+
+/** A short, stable file name for a config path (FNV-1a, 32 bits; the entry holds the path itself). */
+function cacheName(path: string, explicit: boolean): string {
+  let h = 0x811c9dc5;
+  for (const ch of `${explicit ? 1 : 0}${path}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return `config-${h.toString(16).padStart(8, '0')}.json`;
+}
+
+/**
+ * The parser's identity: flightbox's config modules and the yaml package, by inode, size and
+ * modification time. A build or an upgrade rewrites them, and with them every cached entry
+ * becomes a miss.
+ */
+function parserStamp(): string {
+  const files = [
+    fileURLToPath(new URL('../lib/config.js', import.meta.url)),
+    fileURLToPath(new URL('../lib/rules-config.js', import.meta.url)),
+    createRequire(import.meta.url).resolve('yaml/package.json'),
+  ];
+  return files.map((f) => {
+    const st = statSync(f);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  }).join(',');
+}
+
+interface ConfigLoad {
+  loaded: LoadedConfig;
+  /** Set on a miss that may be cached once the crash is captured. */
+  store?: () => void;
+}
+
+/**
+ * loadConfig, answered from the cache when this exact text of this file was parsed by this
+ * exact code before. Anything unusual (no cache directory, not root, a relative path, a
+ * file that is not there) simply goes to loadConfig: the result is always what it returns.
+ */
+function loadHandlerConfig(path: string, explicit: boolean): ConfigLoad {
+  if (!isAbsolute(path)) return { loaded: loadConfig(path, { explicit }) };
+  let text: string;
+  let stamp: string;
+  try {
+    text = readFileSync(path, 'utf8');
+    stamp = parserStamp();
+  } catch {
+    return { loaded: loadConfig(path, { explicit }) }; // loadConfig reports a missing file as it should
+  }
+  const name = cacheName(path, explicit);
+  try {
+    checkSecureDir(CONFIG_CACHE_DIR);
+    const entry = JSON.parse(readSmallNoFollow(join(CONFIG_CACHE_DIR, name), CONFIG_CACHE_MAX_BYTES)) as CacheEntry;
+    if (entry.format === CONFIG_CACHE_FORMAT && entry.stamp === stamp && entry.path === path && entry.explicit === explicit && entry.text === text) {
+      return { loaded: entry.loaded };
+    }
+  } catch {
+    // no entry, or not one to trust: parse
+  }
+  const loaded = loadConfig(path, { explicit });
+  return {
+    loaded,
+    store: () => {
+      // Only what survives JSON unchanged is cached, and only if the file did not change
+      // while it was parsed (the entry must describe the text that was parsed).
+      const entry: CacheEntry = { format: CONFIG_CACHE_FORMAT, stamp, path, explicit, text, loaded };
+      const json = JSON.stringify(entry);
+      if (!isDeepStrictEqual(JSON.parse(json), entry) || readFileSync(path, 'utf8') !== text || json.length > CONFIG_CACHE_MAX_BYTES) return;
+      ensureSecureDir(CONFIG_CACHE_DIR, 0o700);
+      const tmp = `.${name}.${process.pid}.tmp`;
+      try {
+        unlinkSync(join(CONFIG_CACHE_DIR, tmp));
+      } catch {
+        // not there
+      }
+      writeFileExclusive(CONFIG_CACHE_DIR, tmp, json, 0o600, { sync: false });
+      renameSync(join(CONFIG_CACHE_DIR, tmp), join(CONFIG_CACHE_DIR, name));
+      const names = readdirSync(CONFIG_CACHE_DIR).filter((n) => n.startsWith('config-'));
+      if (names.length > CONFIG_CACHE_MAX_ENTRIES) {
+        const byAge = names.map((n) => ({ n, t: statSync(join(CONFIG_CACHE_DIR, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+        for (const { n } of byAge.slice(0, names.length - CONFIG_CACHE_MAX_ENTRIES)) unlinkSync(join(CONFIG_CACHE_DIR, n));
+      }
+    },
+  };
+}
 
 async function main(argv: string[]): Promise<number> {
   process.umask(0o077);
@@ -21,18 +132,27 @@ async function main(argv: string[]): Promise<number> {
 
   // Every valid option is honoured and each broken one falls back to its default (an
   // unparseable file means all defaults), so a typo cannot move crashes to another store.
-  const loaded = configPath ? loadConfig(configPath, { explicit: true }) : loadConfig(DEFAULT_CONFIG_PATH, { explicit: false });
+  const { loaded, store: cacheConfig } = configPath ? loadHandlerConfig(configPath, true) : loadHandlerConfig(DEFAULT_CONFIG_PATH, false);
   const config = loaded.config;
   const configWarnings = loaded.errors.map((e) => `config option ignored, using its default: ${formatConfigIssue(e)}`);
   if (configWarnings.length > 0) kmsg(`configuration is broken, capturing with the defaults: ${configWarnings[0]}`, 4);
 
+  let code = 0;
   try {
     await captureCrash(kernelArgs, { config, configWarnings });
-    return 0;
   } catch (err) {
     kmsg(`failed to capture a crash: ${messageOf(err)}`, 3);
-    return 1;
+    code = 1;
   }
+  // After the capture, off the crash path: the next crash reads the parsed config.
+  if (cacheConfig) {
+    try {
+      cacheConfig();
+    } catch (err) {
+      if (errnoCode(err) !== 'EACCES' && errnoCode(err) !== 'EROFS') kmsg(`could not cache the parsed configuration, ignoring: ${messageOf(err)}`, 4);
+    }
+  }
+  return code;
 }
 
 main(process.argv.slice(2)).then(
