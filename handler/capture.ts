@@ -9,24 +9,33 @@
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, constants } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { socketPath, type Config } from '../lib/config.js';
-import { controlRequest } from '../lib/control-client.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
 import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
-import { CORE_FILE_NAMES, compressFd } from '../store/compress.js';
-import { MANIFEST_VERSION, hostInfo, type CoreInfo, type CrashProcess, type Manifest, type RecorderSummary } from '../store/manifest.js';
+import type { CoreInfo, CrashProcess, Manifest, RecorderSummary } from '../store/manifest.js';
 import type { OutboxRequest } from '../store/index-db.js';
 import { acquireHandlerSlot, type HandlerSlot } from '../store/handler-slots.js';
 import { Store } from '../store/store.js';
-import { takeBacktrace, type Backtrace } from './backtrace.js';
+import type { Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { streamCore } from './core-writer.js';
 import { readProcState } from './proc-reader.js';
-import { crashSignature, crashingThread } from './signature.js';
+
+// Only what the hold path needs is imported statically: every module loaded before the core
+// is read holds the crashed process. The rest (control socket, stack trace, compression,
+// signature, manifest) is loaded when first used, after the release where it can be.
+
+/** A request to the daemon; none (no node:net loaded) when its socket does not exist. */
+async function daemonRequest(socket: string, req: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown> & { ok: boolean; error?: string }> {
+  if (!existsSync(socket)) throw new Error(`the flightbox daemon is not running (no one listens on ${socket})`);
+  const { controlRequest } = await import('../lib/control-client.js');
+  return controlRequest(socket, req as Parameters<typeof controlRequest>[1], timeoutMs) as Promise<Record<string, unknown> & { ok: boolean; error?: string }>;
+}
 
 /** Extra time the handler gives the daemon beyond the snapshot deadline to answer. */
 export const SNAPSHOT_ANSWER_SLACK_MS = 2000;
@@ -126,7 +135,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const socket = socketPath(cfg);
   let frozen = false;
   try {
-    const r = await controlRequest(socket, { op: 'freeze', reason: `crash ${id}` }, cfg.daemon.freezeTimeoutMs);
+    const r = await daemonRequest(socket, { op: 'freeze', reason: `crash ${id}` }, cfg.daemon.freezeTimeoutMs);
     if (r.ok) frozen = true;
     else warnings.push(`the daemon refused to freeze the recorders: ${r.error}`);
   } catch (err) {
@@ -206,6 +215,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   } catch {
     // not fatal
   }
+  const [{ takeBacktrace }, { CORE_FILE_NAMES, compressFd }, { MANIFEST_VERSION, hostInfo }, { crashSignature, crashingThread }] = await Promise.all([
+    import('./backtrace.js'), import('../store/compress.js'), import('../store/manifest.js'), import('./signature.js'),
+  ]);
 
   // 5. Everything else, each step guarded: a failure is a warning, never a lost crash.
   // The recorders first, so the daemon can thaw them as soon as possible.
@@ -213,7 +225,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   if (frozen) {
     const ts = now();
     try {
-      const r = await controlRequest(
+      const r = await daemonRequest(
         socket,
         { op: 'snapshot-into', dir: join(staging, 'recorder'), reason: `crash ${id}`, thaw: true },
         cfg.daemon.snapshotDeadlineMs + SNAPSHOT_ANSWER_SLACK_MS,
@@ -413,7 +425,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.
   if (frozen) {
     try {
-      await controlRequest(socket, { op: 'crash', id }, CRASH_NOTICE_TIMEOUT_MS);
+      await daemonRequest(socket, { op: 'crash', id }, CRASH_NOTICE_TIMEOUT_MS);
     } catch (err) {
       log.warn({ id }, 'Could not tell the daemon about the crash, its crash rules will not run: %s', messageOf(err));
     }
