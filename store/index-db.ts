@@ -16,6 +16,15 @@ function database(): typeof Database {
   return DatabaseCtor;
 }
 
+/**
+ * The base name of `exe` in SQL (what follows the last '/'; all of it when there is none):
+ * rtrim strips every character but '/' from the right, leaving the directory part, which
+ * replace then removes (it cannot occur again in a name without '/'). Migration 5 indexes
+ * this exact text and a query must use the same text for SQLite to use that index: never
+ * change it.
+ */
+const EXE_NAME_SQL = "replace(exe, rtrim(exe, replace(exe, '/', '')), '')";
+
 /** Append-only: never edit a migration that has shipped, add a new one (SCHEMA_VERSION follows). */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -97,7 +106,83 @@ const MIGRATIONS: readonly string[] = [
   // 4: retention (store/retention.ts). A pinned event is never vacuumed. The disk is the truth
   // here too: the pin is a marker file in the bundle (Store.pin), and reindex reads it back.
   `ALTER TABLE events ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;`,
+  // 5: queries that stay fast at a million events.
+  // - `--exe NAME` (a base name) scanned every row: an index on the base name.
+  // - `groups` aggregated every crash: crash_group_counts keeps, per signature, the count,
+  //   first and last seen, and the newest crash's id, exe and text (newest: by time, then
+  //   id, as groups() orders them). Triggers keep it right in the writer's own transaction;
+  //   a REPLACE fires the delete trigger only with recursive_triggers, which IndexDb turns on
+  //   (and upsert deletes explicitly anyway). After a delete, a new first seen or newest
+  //   crash comes from the partial index of crashes by signature and time, which also counts
+  //   a group's crashes since a time.
+  `CREATE INDEX events_exe_name_time ON events(${EXE_NAME_SQL}, time);
+   CREATE INDEX events_crash_signature_time ON events(signature, time, id) WHERE kind = 'crash' AND signature IS NOT NULL;
+   CREATE TABLE crash_group_counts (
+     signature TEXT PRIMARY KEY,
+     count INTEGER NOT NULL,
+     first_seen INTEGER NOT NULL,
+     last_seen INTEGER NOT NULL,
+     last_id TEXT NOT NULL,
+     last_exe TEXT,
+     last_text TEXT
+   ) WITHOUT ROWID;
+   INSERT INTO crash_group_counts (signature, count, first_seen, last_seen, last_id, last_exe, last_text)
+     SELECT g.signature, g.count, g.first_seen, g.last_seen, e.id, e.exe, e.signature_text
+     FROM (SELECT signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen
+           FROM events WHERE kind = 'crash' AND signature IS NOT NULL GROUP BY signature) g
+     JOIN events e ON e.id = (SELECT n.id FROM events n WHERE n.kind = 'crash' AND n.signature = g.signature ORDER BY n.time DESC, n.id DESC LIMIT 1);
+   CREATE TRIGGER events_crash_groups_insert AFTER INSERT ON events
+   WHEN NEW.kind = 'crash' AND NEW.signature IS NOT NULL BEGIN
+     INSERT INTO crash_group_counts (signature, count, first_seen, last_seen, last_id, last_exe, last_text)
+       VALUES (NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.exe, NEW.signature_text)
+       ON CONFLICT (signature) DO UPDATE SET
+         count = count + 1,
+         first_seen = min(first_seen, excluded.first_seen),
+         last_seen = max(last_seen, excluded.last_seen),
+         last_id = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_id ELSE last_id END,
+         last_exe = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_exe ELSE last_exe END,
+         last_text = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_text ELSE last_text END;
+   END;
+   CREATE TRIGGER events_crash_groups_delete AFTER DELETE ON events
+   WHEN OLD.kind = 'crash' AND OLD.signature IS NOT NULL BEGIN
+     UPDATE crash_group_counts SET
+       count = count - 1,
+       first_seen = CASE WHEN OLD.time > first_seen THEN first_seen
+         ELSE coalesce((SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature), first_seen) END
+     WHERE signature = OLD.signature;
+     UPDATE crash_group_counts SET (last_seen, last_id, last_exe, last_text) =
+       (SELECT e.time, e.id, e.exe, e.signature_text FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature
+        ORDER BY e.time DESC, e.id DESC LIMIT 1)
+     WHERE signature = OLD.signature AND last_id = OLD.id AND count > 0;
+     DELETE FROM crash_group_counts WHERE signature = OLD.signature AND count <= 0;
+   END;
+   -- Nothing updates these columns today; a change of them counts as a delete and an insert.
+   CREATE TRIGGER events_crash_groups_update AFTER UPDATE OF id, kind, time, exe, signature, signature_text ON events
+   WHEN (OLD.kind = 'crash' AND OLD.signature IS NOT NULL) OR (NEW.kind = 'crash' AND NEW.signature IS NOT NULL) BEGIN
+     UPDATE crash_group_counts SET
+       count = count - 1,
+       first_seen = CASE WHEN OLD.time > first_seen THEN first_seen
+         ELSE coalesce((SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature), first_seen) END
+     WHERE OLD.kind = 'crash' AND signature = OLD.signature;
+     UPDATE crash_group_counts SET (last_seen, last_id, last_exe, last_text) =
+       (SELECT e.time, e.id, e.exe, e.signature_text FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature
+        ORDER BY e.time DESC, e.id DESC LIMIT 1)
+     WHERE OLD.kind = 'crash' AND signature = OLD.signature AND last_id = OLD.id AND count > 0;
+     DELETE FROM crash_group_counts WHERE signature = OLD.signature AND count <= 0;
+     INSERT INTO crash_group_counts (signature, count, first_seen, last_seen, last_id, last_exe, last_text)
+       SELECT NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.exe, NEW.signature_text WHERE NEW.kind = 'crash' AND NEW.signature IS NOT NULL
+       ON CONFLICT (signature) DO UPDATE SET
+         count = count + 1,
+         first_seen = min(first_seen, excluded.first_seen),
+         last_seen = max(last_seen, excluded.last_seen),
+         last_id = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_id ELSE last_id END,
+         last_exe = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_exe ELSE last_exe END,
+         last_text = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_text ELSE last_text END;
+   END;`,
 ];
+
+/** The first schema version with crash_group_counts (a read-only open of an older index does not migrate). */
+const GROUP_COUNTS_VERSION = 5;
 
 /** The schema version an index has after all migrations (PRAGMA user_version). */
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -257,13 +342,24 @@ function withAllColumns(row: EventRow): Record<string, unknown> {
   return out;
 }
 
-/** A path matches exactly; a bare name matches the executable's base name. */
+/**
+ * An EventRow from a raw (array) row over COLUMNS, in that order. better-sqlite3 builds its
+ * row objects one property at a time; one object literal is several times faster, which
+ * is most of the time of a long `flightbox list`.
+ */
+function eventFromArray(r: readonly unknown[]): EventRow {
+  return {
+    id: r[0], kind: r[1], time: r[2], host: r[3], boot_id: r[4], pid: r[5], pid_ns: r[6], tid: r[7], uid: r[8], gid: r[9],
+    signal: r[10], signal_name: r[11], exe: r[12], comm: r[13], cmdline: r[14], unit: r[15], cgroup: r[16], in_container: r[17],
+    dumpable: r[18], signature: r[19], signature_text: r[20], rule: r[21], core_size: r[22], core_stored_size: r[23],
+    core_truncated: r[24], has_core: r[25], bundle_size: r[26], warnings: r[27], bundle: r[28], indexed_at: r[29], reason: r[30],
+  } as EventRow;
+}
+
+/** A path matches exactly; a bare name matches the executable's base name (case-sensitive, as file names are). */
 function exeClause(exe: string, params: Record<string, string | number>): string {
   params.exe = exe;
-  if (exe.includes('/')) return 'exe = @exe';
-  // substr, not LIKE: file names are case-sensitive and LIKE is not.
-  params.exeSuffix = `/${exe}`;
-  return '(exe = @exe OR substr(exe, -length(@exeSuffix)) = @exeSuffix)';
+  return exe.includes('/') ? 'exe = @exe' : `${EXE_NAME_SQL} = @exe`;
 }
 
 /** The exclusive upper bound of every string starting with `prefix` (BINARY collation). */
@@ -312,7 +408,7 @@ export function rowFromManifest(m: Manifest, bundleRel: string, now: number): Ev
 export class IndexDb {
   readonly db: Database.Database;
   #insert: Database.Statement;
-  #upsert: Database.Statement;
+  #delete: Database.Statement;
   #byId: Database.Statement;
   #byPrefix: Database.Statement;
   readonly #stmts = new Map<string, Database.Statement>();
@@ -323,6 +419,12 @@ export class IndexDb {
       if (!opts.readonly) {
         this.db.pragma('journal_mode = WAL');
         this.db.pragma('synchronous = NORMAL');
+        // A REPLACE fires delete triggers (crash_group_counts) only with this on.
+        this.db.pragma('recursive_triggers = ON');
+        // A statement that fires triggers keeps a statement journal, which spills to a temp
+        // file past 64 KiB: in a big transaction (reindex) that was a file per inserted row.
+        // It holds the pages one statement touches: small.
+        this.db.pragma('temp_store = MEMORY');
         this.#migrate();
       }
     } catch (err) {
@@ -333,9 +435,11 @@ export class IndexDb {
     // `pinned` is retention state, not part of an EventRow (which is what a manifest says):
     // written with every row (REPLACE would otherwise reset it), read through isPinned().
     this.#insert = this.db.prepare(`INSERT INTO events (${cols}, pinned) VALUES (${vals}, @pinned)`);
-    this.#upsert = this.db.prepare(`INSERT OR REPLACE INTO events (${cols}, pinned) VALUES (${vals}, @pinned)`);
+    this.#delete = this.db.prepare('DELETE FROM events WHERE id = ?');
     this.#byId = this.db.prepare(`SELECT ${cols} FROM events WHERE id = ?`);
-    this.#byPrefix = this.db.prepare(`SELECT ${cols} FROM events WHERE id >= ? AND id < ? ORDER BY time DESC LIMIT 2`);
+    // Two rows are enough to tell unique from ambiguous; no ORDER BY, so that a short prefix
+    // matching most of the index stops at the second row instead of sorting them all.
+    this.#byPrefix = this.db.prepare(`SELECT ${cols} FROM events WHERE id >= ? AND id < ? LIMIT 2`);
   }
 
   #migrate(): void {
@@ -358,7 +462,12 @@ export class IndexDb {
 
   /** Insert or replace; `pinned` comes from the bundle on disk (Store.isPinned), the truth. */
   upsert(row: EventRow, opts: { pinned?: boolean } = {}): void {
-    this.#upsert.run({ ...withAllColumns(row), pinned: opts.pinned ? 1 : 0 });
+    // Delete, then insert (what REPLACE does), spelled out so that the delete trigger fires
+    // whatever the connection's recursive_triggers.
+    this.db.transaction(() => {
+      this.#delete.run(row.id);
+      this.#insert.run({ ...withAllColumns(row), pinned: opts.pinned ? 1 : 0 });
+    })();
   }
 
   get(id: string): EventRow | undefined {
@@ -392,23 +501,48 @@ export class IndexDb {
     // Newest N first, then flipped, so "-n 5" means the five most recent, shown in time order.
     let sql = `SELECT ${COLUMNS.join(', ')} FROM events ${clause} ORDER BY time DESC, id DESC`;
     if (f.limit !== undefined) { sql += ' LIMIT @limit'; params.limit = f.limit; }
-    const rows = this.db.prepare(sql).all(params) as EventRow[];
+    const rows = (this.db.prepare(sql).raw().all(params) as unknown[][]).map(eventFromArray);
     return f.reverse ? rows : rows.reverse();
   }
 
   groups(f: { since?: number; exe?: string } = {}): GroupRow[] {
     const params: Record<string, string | number> = {};
+    const order = 'ORDER BY count DESC, last_seen DESC, signature'; // ties in count and last seen go by signature
+    if (f.exe === undefined && this.#hasGroupCounts()) {
+      // From crash_group_counts: one row per group instead of one per crash. Since a time:
+      // the groups seen since then, their crashes since then counted on the partial index
+      // (unless the whole group is that recent); the newest crash is the same.
+      const newest = 'last_id, last_exe AS exe, last_text AS signature_text';
+      if (f.since === undefined) {
+        return this.#stmt(`SELECT signature, count, first_seen, last_seen, ${newest} FROM crash_group_counts ${order}`).all() as GroupRow[];
+      }
+      params.since = f.since;
+      return this.#stmt(
+        `SELECT signature,
+                CASE WHEN first_seen >= @since THEN count ELSE
+                  (SELECT count(*) FROM events e WHERE e.kind = 'crash' AND e.signature = c.signature AND e.time >= @since) END AS count,
+                CASE WHEN first_seen >= @since THEN first_seen ELSE
+                  (SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = c.signature AND e.time >= @since) END AS first_seen,
+                last_seen, ${newest}
+         FROM crash_group_counts c WHERE last_seen >= @since ${order}`,
+      ).all(params) as GroupRow[];
+    }
     const where = ["kind = 'crash'", 'signature IS NOT NULL'];
     if (f.since !== undefined) { where.push('time >= @since'); params.since = f.since; }
     if (f.exe !== undefined) where.push(exeClause(f.exe, params));
     // Counts per signature, then the newest event of each group for its id, exe and text
     // (max(id) would sort ids as strings, not by time).
-    const sql = `WITH f AS (SELECT * FROM events WHERE ${where.join(' AND ')}),
+    const sql = `WITH f AS (SELECT rowid AS event_rowid, id, time, signature FROM events WHERE ${where.join(' AND ')}),
                       g AS (SELECT signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen FROM f GROUP BY signature)
                  SELECT g.signature, g.count, g.first_seen, g.last_seen, last.id AS last_id, last.exe AS exe, last.signature_text AS signature_text
-                 FROM g JOIN f AS last ON last.id = (SELECT id FROM f WHERE f.signature = g.signature ORDER BY time DESC, id DESC LIMIT 1)
-                 ORDER BY g.count DESC, g.last_seen DESC`;
+                 FROM g JOIN events AS last ON last.rowid = (SELECT event_rowid FROM f WHERE f.signature = g.signature ORDER BY time DESC, id DESC LIMIT 1)
+                 ORDER BY g.count DESC, g.last_seen DESC, g.signature`;
     return this.db.prepare(sql).all(params) as GroupRow[];
+  }
+
+  /** Whether the index has crash_group_counts (a read-only open of an older index is not migrated). */
+  #hasGroupCounts(): boolean {
+    return (this.db.pragma('user_version', { simple: true }) as number) >= GROUP_COUNTS_VERSION;
   }
 
   /** Crashes of `exe` since `since` (ms) whose core was kept: the per-executable rate limit. */

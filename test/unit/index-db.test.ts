@@ -504,3 +504,165 @@ describe('IndexDb.groups', () => {
     expect(db.groups()).toEqual([]);
   });
 });
+
+describe('IndexDb: migration 5 (crash_group_counts, base-name and crash-signature indexes)', () => {
+  /** What crash_group_counts must always equal: the aggregate over the events, and the newest crash. */
+  const truth = (db: IndexDb) => db.db.prepare(
+    `SELECT g.signature, g.count, g.first_seen, g.last_seen, e.id AS last_id, e.exe AS last_exe, e.signature_text AS last_text
+     FROM (SELECT signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen
+           FROM events WHERE kind = 'crash' AND signature IS NOT NULL GROUP BY signature) g
+     JOIN events e ON e.id = (SELECT n.id FROM events n WHERE n.kind = 'crash' AND n.signature = g.signature ORDER BY n.time DESC, n.id DESC LIMIT 1)
+     ORDER BY g.signature`,
+  ).all();
+  const counts = (db: IndexDb) => db.db.prepare('SELECT * FROM crash_group_counts ORDER BY signature').all();
+  /** groups() computed from the events alone, as before migration 5. */
+  const groupsFromEvents = (db: IndexDb) => db.db.prepare(
+    `WITH f AS (SELECT * FROM events WHERE kind = 'crash' AND signature IS NOT NULL),
+          g AS (SELECT signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen FROM f GROUP BY signature)
+     SELECT g.signature, g.count, g.first_seen, g.last_seen, last.id AS last_id, last.exe AS exe, last.signature_text AS signature_text
+     FROM g JOIN f AS last ON last.id = (SELECT id FROM f WHERE f.signature = g.signature ORDER BY time DESC, id DESC LIMIT 1)
+     ORDER BY g.count DESC, g.last_seen DESC, g.signature`,
+  ).all();
+
+  /** Back to schema version 4, as an index written by an older flightbox would be. */
+  function downgradeTo4(db: IndexDb): void {
+    db.db.exec(`DROP TRIGGER events_crash_groups_insert; DROP TRIGGER events_crash_groups_delete; DROP TRIGGER events_crash_groups_update;
+                DROP TABLE crash_group_counts; DROP INDEX events_exe_name_time; DROP INDEX events_crash_signature_time;`);
+    db.db.pragma('user_version = 4');
+  }
+
+  const crash = (n: number, sig: string | null, over: Partial<EventRow> = {}) =>
+    row({ time: BASE + n * 1000, id: idAt(BASE + n * 1000, n, n.toString(16).padStart(6, '0')), pid: n, signature: sig, ...over });
+
+  it('is schema version 5', () => {
+    expect(SCHEMA_VERSION).toBe(5);
+    expect(openDb().db.pragma('user_version', { simple: true })).toBe(5);
+  });
+
+  it('an index of version 4 with crashes in it gets its counts on opening', () => {
+    const a = openDb();
+    downgradeTo4(a);
+    for (const [n, sig] of [[1, 's1'], [2, 's2'], [3, 's1'], [4, null], [5, 's1']] as const) a.insert(crash(n, sig));
+    a.insert(crash(6, 's2', { kind: 'snapshot' }));
+    a.close();
+    const b = openDb();
+    expect(b.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(counts(b)).toEqual(truth(b));
+    expect(counts(b)).toEqual([
+      { signature: 's1', count: 3, first_seen: BASE + 1000, last_seen: BASE + 5000, last_id: crash(5, 's1').id, last_exe: '/usr/bin/prog', last_text: 'prog SIGSEGV f|g|h' },
+      { signature: 's2', count: 1, first_seen: BASE + 2000, last_seen: BASE + 2000, last_id: crash(2, 's2').id, last_exe: '/usr/bin/prog', last_text: 'prog SIGSEGV f|g|h' },
+    ]);
+    expect(b.groups()).toEqual(groupsFromEvents(b));
+  });
+
+  it('a read-only open of a version 4 index (not migrated) still answers groups and base-name lists', () => {
+    const a = openDb();
+    for (const [n, sig] of [[1, 's1'], [2, 's2'], [3, 's1']] as const) a.insert(crash(n, sig, { exe: n === 2 ? '/bin/sh' : '/usr/bin/prog' }));
+    const expected = a.groups();
+    downgradeTo4(a);
+    const r = openDb({ readonly: true });
+    expect(r.groups()).toEqual(expected);
+    expect(r.groups({ since: BASE + 2000 }).map((g) => [g.signature, g.count])).toEqual([['s1', 1], ['s2', 1]]);
+    expect(ids(r.list({ exe: 'sh' }))).toEqual([crash(2, 's2').id]);
+  });
+
+  it('the counts follow every insert, upsert, update and delete', () => {
+    const db = openDb();
+    const rand = (() => {
+      let a = 12345;
+      return () => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    })();
+    const sigs = ['s1', 's2', 's3', null];
+    const live = new Map<string, EventRow>();
+    for (let step = 0; step < 400; step++) {
+      const op = rand();
+      const existing = [...live.values()];
+      const pick = existing[Math.floor(rand() * existing.length)];
+      if (op < 0.4 || !pick) {
+        // Times collide often: the newest crash is then the one with the greatest id.
+        const r = crash(step + 1, sigs[Math.floor(rand() * sigs.length)]!, {
+          time: BASE + Math.floor(rand() * 100) * 1000, kind: rand() < 0.15 ? 'snapshot' : 'crash', exe: `/usr/bin/p${step % 7}`, signature_text: `t${step}`,
+        });
+        db.insert(r);
+        live.set(r.id, r);
+      } else if (op < 0.55) {
+        // reindex: the same id again, its signature, time or kind changed
+        const r = { ...pick, signature: sigs[Math.floor(rand() * sigs.length)]!, time: BASE + Math.floor(rand() * 100) * 1000, kind: rand() < 0.15 ? 'snapshot' as const : 'crash' as const };
+        db.upsert(r);
+        live.set(r.id, r);
+      } else if (op < 0.65) {
+        db.db.prepare('UPDATE events SET signature = ?, time = ? WHERE id = ?').run(sigs[Math.floor(rand() * sigs.length)]!, BASE + Math.floor(rand() * 100) * 1000, pick.id);
+      } else if (op < 0.7) {
+        db.db.prepare("UPDATE events SET kind = CASE kind WHEN 'crash' THEN 'snapshot' ELSE 'crash' END WHERE id = ?").run(pick.id);
+      } else if (op < 0.72) {
+        db.db.prepare('UPDATE events SET exe = ?, signature_text = ? WHERE id = ?').run(`/bin/x${step}`, `text ${step}`, pick.id);
+      } else if (op < 0.75) {
+        db.setPinned(pick.id, rand() < 0.5);
+      } else if (op < 0.95) {
+        db.deleteEvents([pick.id], 'test');
+        live.delete(pick.id);
+      } else {
+        const keep = new Set(existing.filter(() => rand() < 0.8).map((r) => r.id));
+        db.deleteMissing(keep);
+        for (const id of live.keys()) if (!keep.has(id)) live.delete(id);
+      }
+      expect(counts(db), `after step ${step}`).toEqual(truth(db));
+    }
+    expect(db.groups()).toEqual(groupsFromEvents(db));
+  });
+
+  it('an INSERT OR REPLACE on the connection keeps the counts right too', () => {
+    const db = openDb();
+    const r = crash(1, 's1');
+    db.insert(r);
+    db.db.prepare("INSERT OR REPLACE INTO events (id, kind, time, signature, bundle, indexed_at) VALUES (?, 'crash', ?, 's2', 'b', 0)").run(r.id, BASE);
+    expect(counts(db)).toEqual(truth(db));
+    expect(counts(db)).toEqual([{ signature: 's2', count: 1, first_seen: BASE, last_seen: BASE, last_id: r.id, last_exe: null, last_text: null }]);
+  });
+
+  it('groups since a time counts only what is that recent, from the counts or from the events alike', () => {
+    const db = openDb();
+    for (let n = 1; n <= 30; n++) db.insert(crash(n, `s${n % 4}`, { exe: n % 2 ? '/bin/sh' : '/usr/bin/sh' }));
+    for (const since of [0, BASE + 1000, BASE + 7500, BASE + 20_000, BASE + 30_000, BASE + 31_000]) {
+      const fromEvents = db.db.prepare(
+        `WITH f AS (SELECT * FROM events WHERE kind = 'crash' AND signature IS NOT NULL AND time >= ?),
+              g AS (SELECT signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen FROM f GROUP BY signature)
+         SELECT g.signature, g.count, g.first_seen, g.last_seen, last.id AS last_id, last.exe AS exe, last.signature_text AS signature_text
+         FROM g JOIN f AS last ON last.id = (SELECT id FROM f WHERE f.signature = g.signature ORDER BY time DESC, id DESC LIMIT 1)
+         ORDER BY g.count DESC, g.last_seen DESC, g.signature`,
+      ).all(since);
+      expect(db.groups({ since }), `since ${since}`).toEqual(fromEvents);
+    }
+    // an exe filter goes through the events: sh's groups under both directories
+    expect(db.groups({ exe: 'sh' }).reduce((n, g) => n + g.count, 0)).toBe(30);
+    expect(db.groups({ exe: '/bin/sh' }).reduce((n, g) => n + g.count, 0)).toBe(15);
+  });
+
+  it.each([
+    ['list by base name', (db: IndexDb) => db.db.prepare("EXPLAIN QUERY PLAN SELECT id FROM events WHERE replace(exe, rtrim(exe, replace(exe, '/', '')), '') = ? ORDER BY time DESC").all('sh'), 'events_exe_name_time'],
+    ['a group\'s first seen after a delete', (db: IndexDb) => db.db.prepare("EXPLAIN QUERY PLAN SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = ?").all('s1'), 'events_crash_signature_time'],
+  ])('%s uses its index', (_what, plan, index) => {
+    const db = openDb();
+    expect(JSON.stringify(plan(db))).toContain(index);
+  });
+
+  it('list returns every column as get does (rows built from arrays)', () => {
+    const db = openDb();
+    const r: EventRow = {
+      id: '20261126T060000-4242-abcdef', kind: 'crash', time: BASE, host: 'h', boot_id: 'b', pid: 4242, pid_ns: 7, tid: 4243, uid: 1001,
+      gid: 1002, signal: 6, signal_name: 'SIGABRT', exe: '/usr/bin/x', comm: 'x', cmdline: 'x -y', unit: 'x.service', cgroup: '/x', in_container: 1,
+      dumpable: 2, signature: 'feed', signature_text: 'x SIGABRT a|b', rule: 'r', core_size: 10, core_stored_size: 5, core_truncated: 1,
+      has_core: 1, bundle_size: 99, warnings: 3, bundle: 'bundles/2026-11-26/20261126T060000-4242-abcdef', indexed_at: BASE + 1, reason: 'why',
+    };
+    db.insert(r);
+    expect(db.list()).toEqual([r]);
+    expect(Object.keys(db.list()[0]!)).toEqual(Object.keys(db.get(r.id)!));
+  });
+
+  it('a short prefix that matches many events is AMBIGUOUS without sorting them all', () => {
+    const db = openDb();
+    for (let n = 1; n <= 50; n++) db.insert(crash(n, 's1'));
+    expect(() => db.resolve('2026')).toThrow(/more than one event/);
+    expect(JSON.stringify(db.db.prepare('EXPLAIN QUERY PLAN SELECT id FROM events WHERE id >= ? AND id < ? LIMIT 2').all('a', 'b'))).not.toContain('TEMP B-TREE');
+  });
+});
