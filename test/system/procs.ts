@@ -51,8 +51,8 @@ export function compileWaiter(dir: string): string {
  * Start `bin args...` (tracked) and wait until it has exec'd, named itself `expectComm`
  * (compared byte for byte) and is asleep.
  */
-export async function startProcess(bin: string, args: string[], expectComm: string, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<LiveProcess> {
-  const child = spawn(bin, args, { stdio: 'ignore', env: opts.env });
+export async function startProcess(bin: string, args: string[], expectComm: string, opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Promise<LiveProcess> {
+  const child = spawn(bin, args, { stdio: 'ignore', env: opts.env, uid: opts.uid, gid: opts.gid });
   children.add(child);
   const pid = child.pid;
   if (pid === undefined) throw new Error(`cannot start ${bin}`);

@@ -109,7 +109,9 @@ describe.skipIf(!IS_ROOT || !HAS_CHROMIUM)('flightbox serve, in chromium', () =>
 
   /** Crash a live `bin` (named `comm`) through the handler, as the kernel would; returns its event. */
   async function crash(bin: string, args: string[], comm: string, signal: number, uid = 0): Promise<EventJson> {
-    const p = await startProcess(bin, args, comm);
+    // A user's crash is a process of that user: the handler grants access only to a crash
+    // whose /proc says so.
+    const p = await startProcess(bin, args, comm, uid === 0 ? {} : { uid, gid: user!.gid });
     let core: string;
     try {
       core = gcore(p.pid, join(work, 'core'));
