@@ -5,10 +5,10 @@
 // alternating, each time in a freshly started daemon.
 // tracefs is machine-wide: run one bench at a time. The recorder's instance has a name of the
 // bench's own and the daemon removes it when it stops.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, compileFixture, makeBenchStore, median, ratio, registerCleanup, sleep, type BenchStore, type Row, type Section } from './lib.js';
+import { compileFixture, makeBenchStore, median, ratio, sleep, startBenchDaemon, type Row, type Section } from './lib.js';
 
 const SECTION = '6 idle cost';
 const MIB = 1024 * 1024;
@@ -23,39 +23,6 @@ const EVENTS_WITHOUT_SYSCALLS = [
 ];
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-interface Daemon {
-  pid: number;
-  stop(): Promise<void>;
-}
-
-async function startDaemon(store: BenchStore): Promise<Daemon> {
-  const child = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon', '--no-install'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const kill = (): void => { if (child.exitCode === null) child.kill('SIGKILL'); };
-  const unregister = registerCleanup(kill);
-  const started = Date.now();
-  while (!/flightbox is running/.test(out)) {
-    if (child.exitCode !== null || Date.now() - started > 30_000) {
-      kill();
-      unregister();
-      throw new Error(`the daemon did not start: ${out.slice(0, 600)}`);
-    }
-    await sleep(20);
-  }
-  return {
-    pid: child.pid!,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, sleep(15_000)]);
-      kill();
-      unregister();
-    },
-  };
-}
 
 /** The daemon's process tree: CPU ticks (its own, its reaped children's, its live children's) and resident bytes. */
 function treeUsage(pid: number): { ticks: number; rss: number } {
@@ -114,7 +81,7 @@ export const run: Section = async (opts) => {
     const cpu: number[] = [];
     const rssMax: number[] = [];
     let tracing = false;
-    const d = await startDaemon(ftraceOn);
+    const d = await startBenchDaemon(ftraceOn);
     try {
       await sleep(WARMUP_MS);
       const inst = tracefsInstance();
@@ -158,7 +125,7 @@ export const run: Section = async (opts) => {
     let onTracing = true;
     for (let i = 0; i < opts.runs; i++) {
       for (const [store, into] of [[ftraceOff, off], [ftraceOn, on], [ftraceNoSyscalls, noSys]] as const) {
-        const daemon = await startDaemon(store);
+        const daemon = await startBenchDaemon(store);
         try {
           await sleep(1000);
           if (store !== ftraceOff && tracefsInstance() === null) onTracing = false;

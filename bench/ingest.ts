@@ -18,7 +18,7 @@ import { closeSync, existsSync, lstatSync, openSync, mkdirSync, readFileSync, re
 import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  CLI, REPO_ROOT, compileFixture, makeBenchStore, median, monoNs, ratio, registerCleanup, sleep,
+  CLI, REPO_ROOT, compileFixture, makeBenchStore, median, monoNs, ratio, registerCleanup, sleep, startBenchDaemon,
   type BenchOptions, type BenchStore, type Row, type Section,
 } from './lib.js';
 
@@ -683,7 +683,8 @@ export const smallCrash: Section = async (opts) => {
     const withDaemon = flightboxSubject(join(dir, 'fbx-daemon'), bench.cat.kernel.suidDumpable, fbxDaemonName, {
       extra: 'recorders:\n  ftrace:\n    instance: flightbox-bench\n',
     });
-    const daemon = await startDaemon(withDaemon.store, opts.log);
+    const daemon = await startBenchDaemon(withDaemon.store);
+    opts.log(`daemon running (pid ${daemon.pid})`);
     try {
       for (let run = 0; run < runs; run++) {
         const m = await crashOnce(bench.crasher, SMALL_MIB, SMALL_FILL, withDaemon, opts.workDir);
@@ -726,39 +727,6 @@ export const smallCrash: Section = async (opts) => {
   if (bench.coredumpMissing) rows.push({ section: SECTION_SMALL, case: `done: ${c}`, subject: 'systemd-coredump', value: null, unit: 'ms', runs: 0, note: bench.coredumpMissing });
   return rows;
 };
-
-interface DaemonHandle {
-  stop(): Promise<void>;
-}
-
-/** `flightbox daemon --no-install` on a store, waited for until it says it is running. */
-async function startDaemon(store: BenchStore, log: (m: string) => void): Promise<DaemonHandle> {
-  const child = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon', '--no-install'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const kill = (): void => { if (child.exitCode === null) child.kill('SIGKILL'); };
-  const unregister = registerCleanup(kill);
-  const started = Date.now();
-  while (!/flightbox is running/.test(out)) {
-    if (child.exitCode !== null || Date.now() - started > 30_000) {
-      kill();
-      unregister();
-      throw new Error(`the daemon did not start: ${out.slice(0, 600)}`);
-    }
-    await sleep(20);
-  }
-  log(`daemon running (pid ${child.pid})`);
-  return {
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, sleep(15_000)]);
-      kill();
-      unregister();
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------
 // Section 3: a storm of crashes within a short window.

@@ -1,6 +1,6 @@
 // Shared pieces of `npm run bench`: every section returns rows; run.ts prints one table
 // and writes bench/results.json. Benchmarks measure and print; they assert nothing.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,4 +158,39 @@ export function runCleanups(log: (msg: string) => void = console.error): void {
       log(`cleanup failed: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
+}
+
+/** A daemon started by the bench. */
+export interface BenchDaemon {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** `flightbox daemon --no-install` on a store, waited for until it says it is running. */
+export async function startBenchDaemon(store: BenchStore): Promise<BenchDaemon> {
+  const child = spawn(process.execPath, [CLI, '--config', store.configPath, 'daemon', '--no-install'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const kill = (): void => { if (child.exitCode === null) child.kill('SIGKILL'); };
+  const unregister = registerCleanup(kill);
+  const started = Date.now();
+  while (!/flightbox is running/.test(out)) {
+    if (child.exitCode !== null || Date.now() - started > 30_000) {
+      kill();
+      unregister();
+      throw new Error(`the daemon did not start: ${out.slice(0, 600)}`);
+    }
+    await sleep(20);
+  }
+  return {
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await Promise.race([exited, sleep(15_000)]);
+      kill();
+      unregister();
+    },
+  };
 }

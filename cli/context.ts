@@ -2,7 +2,9 @@
 // handler) and the store, opened read-only for queries.
 import { formatConfigIssue, loadConfig, resolveConfigPath, type Config } from '../lib/config.js';
 import { FlightboxError, errnoCode } from '../lib/errors.js';
+import { join } from 'node:path';
 import { Store } from '../store/store.js';
+import { pickEvent, type FilterOptions } from './args.js';
 
 export interface GlobalOptions {
   config?: string;
@@ -40,5 +42,16 @@ export function openStoreForQuery(config: Config, opts: { userView?: boolean } =
       throw new FlightboxError('PERMISSION', `cannot open the store ${config.store.root}: permission denied (run as root)`);
     }
     throw err;
+  }
+}
+
+/** The event a command names (id, prefix, or newest match) and its bundle directory, as its user may see it. */
+export function pickEventBundle(config: Config, id: string | undefined, o: FilterOptions): { id: string; dir: string } {
+  const store = openStoreForQuery(config, { userView: true });
+  try {
+    const row = pickEvent(store, id, o);
+    return { id: row.id, dir: join(store.root, row.bundle) };
+  } finally {
+    store.close();
   }
 }

@@ -64,18 +64,23 @@ export function eventJson(row: EventRow): Record<string, unknown> {
   };
 }
 
+/** The columns of `list`, and of `watch` which prints the same lines as they come. */
+export const LIST_HEADERS = ['TIME', 'ID', 'PID', 'UID', 'SIG', 'COREFILE', 'SIZE', 'EXE'] as const;
+
+/** One event's cells under LIST_HEADERS. */
+export function listCells(r: EventRow): string[] {
+  return [
+    formatTime(r.time),
+    r.id,
+    String(r.pid ?? '-'),
+    String(r.uid ?? '-'),
+    r.signal_name ?? '-',
+    coreState(r),
+    r.core_stored_size ? formatSize(r.core_stored_size) : '-',
+    escapeControl(r.kind === 'snapshot' ? `(snapshot${r.rule ? ` by rule ${r.rule}` : ''}${r.reason ? `: ${r.reason}` : ''})` : r.exe ?? (r.comm ? `(${r.comm})` : '-')),
+  ];
+}
+
 export function listTable(rows: EventRow[]): string {
-  return table(
-    ['TIME', 'ID', 'PID', 'UID', 'SIG', 'COREFILE', 'SIZE', 'EXE'],
-    rows.map((r) => [
-      formatTime(r.time),
-      r.id,
-      String(r.pid ?? '-'),
-      String(r.uid ?? '-'),
-      r.signal_name ?? '-',
-      coreState(r),
-      r.core_stored_size ? formatSize(r.core_stored_size) : '-',
-      escapeControl(r.kind === 'snapshot' ? `(snapshot${r.rule ? ` by rule ${r.rule}` : ''}${r.reason ? `: ${r.reason}` : ''})` : r.exe ?? (r.comm ? `(${r.comm})` : '-')),
-    ]),
-  );
+  return table([...LIST_HEADERS], rows.map(listCells));
 }

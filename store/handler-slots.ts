@@ -13,7 +13,7 @@ import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../lib/errors.js';
 import { ensureSecureDir, writeFileExclusive } from '../lib/safe-fs.js';
-import { startTimeFromStat } from '../handler/proc-reader.js';
+import { parsePidStat } from '../lib/procfs.js';
 
 export const HANDLERS_DIR = 'handlers';
 const ENTRY_RE = /^(\d+)-(\d+)$/;
@@ -29,7 +29,7 @@ export interface HandlerSlot {
 
 function startTimeOf(pid: number, procRoot: string): number | null {
   try {
-    return startTimeFromStat(readFileSync(`${procRoot}/${pid}/stat`, 'utf8'));
+    return parsePidStat(readFileSync(`${procRoot}/${pid}/stat`, 'utf8'))?.startTime ?? null;
   } catch {
     return null;
   }

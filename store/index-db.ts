@@ -25,6 +25,35 @@ function database(): typeof Database {
  */
 const EXE_NAME_SQL = "replace(exe, rtrim(exe, replace(exe, '/', '')), '')";
 
+/**
+ * The two halves of keeping crash_group_counts right in migration 5's triggers (an update is
+ * a remove and an add). Part of that shipped migration's text: never change them.
+ */
+function GROUP_ADD_NEW(source: string): string {
+  const newer = "(excluded.last_seen, excluded.last_id) > (last_seen, last_id)";
+  return `INSERT INTO crash_group_counts (signature, count, first_seen, last_seen, last_id, last_exe, last_text)
+       ${source}
+       ON CONFLICT (signature) DO UPDATE SET
+         count = count + 1,
+         first_seen = min(first_seen, excluded.first_seen),
+         last_seen = max(last_seen, excluded.last_seen),
+         last_id = CASE WHEN ${newer} THEN excluded.last_id ELSE last_id END,
+         last_exe = CASE WHEN ${newer} THEN excluded.last_exe ELSE last_exe END,
+         last_text = CASE WHEN ${newer} THEN excluded.last_text ELSE last_text END;`;
+}
+function GROUP_REMOVE_OLD(guard: string): string {
+  return `UPDATE crash_group_counts SET
+       count = count - 1,
+       first_seen = CASE WHEN OLD.time > first_seen THEN first_seen
+         ELSE coalesce((SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature), first_seen) END
+     WHERE ${guard}signature = OLD.signature;
+     UPDATE crash_group_counts SET (last_seen, last_id, last_exe, last_text) =
+       (SELECT e.time, e.id, e.exe, e.signature_text FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature
+        ORDER BY e.time DESC, e.id DESC LIMIT 1)
+     WHERE ${guard}signature = OLD.signature AND last_id = OLD.id AND count > 0;
+     DELETE FROM crash_group_counts WHERE signature = OLD.signature AND count <= 0;`;
+}
+
 /** Append-only: never edit a migration that has shipped, add a new one (SCHEMA_VERSION follows). */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -133,51 +162,17 @@ const MIGRATIONS: readonly string[] = [
      JOIN events e ON e.id = (SELECT n.id FROM events n WHERE n.kind = 'crash' AND n.signature = g.signature ORDER BY n.time DESC, n.id DESC LIMIT 1);
    CREATE TRIGGER events_crash_groups_insert AFTER INSERT ON events
    WHEN NEW.kind = 'crash' AND NEW.signature IS NOT NULL BEGIN
-     INSERT INTO crash_group_counts (signature, count, first_seen, last_seen, last_id, last_exe, last_text)
-       VALUES (NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.exe, NEW.signature_text)
-       ON CONFLICT (signature) DO UPDATE SET
-         count = count + 1,
-         first_seen = min(first_seen, excluded.first_seen),
-         last_seen = max(last_seen, excluded.last_seen),
-         last_id = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_id ELSE last_id END,
-         last_exe = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_exe ELSE last_exe END,
-         last_text = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_text ELSE last_text END;
+     ${GROUP_ADD_NEW('VALUES (NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.exe, NEW.signature_text)')}
    END;
    CREATE TRIGGER events_crash_groups_delete AFTER DELETE ON events
    WHEN OLD.kind = 'crash' AND OLD.signature IS NOT NULL BEGIN
-     UPDATE crash_group_counts SET
-       count = count - 1,
-       first_seen = CASE WHEN OLD.time > first_seen THEN first_seen
-         ELSE coalesce((SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature), first_seen) END
-     WHERE signature = OLD.signature;
-     UPDATE crash_group_counts SET (last_seen, last_id, last_exe, last_text) =
-       (SELECT e.time, e.id, e.exe, e.signature_text FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature
-        ORDER BY e.time DESC, e.id DESC LIMIT 1)
-     WHERE signature = OLD.signature AND last_id = OLD.id AND count > 0;
-     DELETE FROM crash_group_counts WHERE signature = OLD.signature AND count <= 0;
+     ${GROUP_REMOVE_OLD('')}
    END;
    -- Nothing updates these columns today; a change of them counts as a delete and an insert.
    CREATE TRIGGER events_crash_groups_update AFTER UPDATE OF id, kind, time, exe, signature, signature_text ON events
    WHEN (OLD.kind = 'crash' AND OLD.signature IS NOT NULL) OR (NEW.kind = 'crash' AND NEW.signature IS NOT NULL) BEGIN
-     UPDATE crash_group_counts SET
-       count = count - 1,
-       first_seen = CASE WHEN OLD.time > first_seen THEN first_seen
-         ELSE coalesce((SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature), first_seen) END
-     WHERE OLD.kind = 'crash' AND signature = OLD.signature;
-     UPDATE crash_group_counts SET (last_seen, last_id, last_exe, last_text) =
-       (SELECT e.time, e.id, e.exe, e.signature_text FROM events e WHERE e.kind = 'crash' AND e.signature = OLD.signature
-        ORDER BY e.time DESC, e.id DESC LIMIT 1)
-     WHERE OLD.kind = 'crash' AND signature = OLD.signature AND last_id = OLD.id AND count > 0;
-     DELETE FROM crash_group_counts WHERE signature = OLD.signature AND count <= 0;
-     INSERT INTO crash_group_counts (signature, count, first_seen, last_seen, last_id, last_exe, last_text)
-       SELECT NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.exe, NEW.signature_text WHERE NEW.kind = 'crash' AND NEW.signature IS NOT NULL
-       ON CONFLICT (signature) DO UPDATE SET
-         count = count + 1,
-         first_seen = min(first_seen, excluded.first_seen),
-         last_seen = max(last_seen, excluded.last_seen),
-         last_id = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_id ELSE last_id END,
-         last_exe = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_exe ELSE last_exe END,
-         last_text = CASE WHEN (excluded.last_seen, excluded.last_id) > (last_seen, last_id) THEN excluded.last_text ELSE last_text END;
+     ${GROUP_REMOVE_OLD("OLD.kind = 'crash' AND ")}
+     ${GROUP_ADD_NEW("SELECT NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.exe, NEW.signature_text WHERE NEW.kind = 'crash' AND NEW.signature IS NOT NULL")}
    END;`,
 ];
 

@@ -11,8 +11,8 @@ import { escapeControl } from '../../lib/escape.js';
 import { formatSize } from '../../lib/units.js';
 import type { MetricsPoint, ProcessActivity, SignalRecord, TopReport } from '../../analysis/types.js';
 import type { MetricsSample } from '../../recorder/metrics.js';
-import { invocation, pickEvent, type FilterOptions } from '../args.js';
-import { loadCliConfig, openStoreForQuery } from '../context.js';
+import { invocation, type FilterOptions } from '../args.js';
+import { loadCliConfig, pickEventBundle } from '../context.js';
 import { formatTime } from '../format.js';
 
 interface TopOptions extends FilterOptions {
@@ -57,16 +57,7 @@ export async function run(...args: unknown[]): Promise<number> {
   }
   if (count !== undefined) throw new FlightboxError('USAGE', '--count goes with --live');
 
-  const store = openStoreForQuery(config, { userView: true });
-  let id: string;
-  let dir: string;
-  try {
-    const row = pickEvent(store, positional[0], opts);
-    id = row.id;
-    dir = join(store.root, row.bundle);
-  } finally {
-    store.close();
-  }
+  const { id, dir } = pickEventBundle(config, positional[0], opts);
   try {
     accessSync(join(dir, 'recorder'), constants.R_OK | constants.X_OK);
   } catch (err) {

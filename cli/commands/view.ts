@@ -10,8 +10,8 @@ import { escapeControl } from '../../lib/escape.js';
 import { findProgram } from '../../lib/programs.js';
 import { signalName } from '../../lib/signals.js';
 import type { ReaderSink, TraceEvent } from '../../analysis/activity.js';
-import { invocation, pickEvent, type FilterOptions } from '../args.js';
-import { loadCliConfig, openStoreForQuery } from '../context.js';
+import { invocation, type FilterOptions } from '../args.js';
+import { loadCliConfig, pickEventBundle } from '../context.js';
 
 interface ViewOptions extends FilterOptions {
   source?: string;
@@ -118,16 +118,7 @@ export async function run(...args: unknown[]): Promise<number> {
     throw new FlightboxError('USAGE', `--source: expected ftrace or lttng, got ${JSON.stringify(opts.source)}`);
   }
   const { config } = loadCliConfig(opts);
-  const store = openStoreForQuery(config, { userView: true });
-  let id: string;
-  let dir: string;
-  try {
-    const row = pickEvent(store, positional[0], opts);
-    id = row.id;
-    dir = join(store.root, row.bundle);
-  } finally {
-    store.close();
-  }
+  const { id, dir } = pickEventBundle(config, positional[0], opts);
   const top = await import('../../analysis/top.js');
   const { BUNDLE_FILES } = top;
   exists(join(dir, 'recorder'), constants.R_OK | constants.X_OK);

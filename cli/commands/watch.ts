@@ -3,14 +3,12 @@
 // filters, printed as list prints them (--json: one object per line). Ends cleanly on
 // Ctrl-C, SIGTERM, or a reader that goes away.
 import { FlightboxError, errnoCode } from '../../lib/errors.js';
-import { escapeControl } from '../../lib/escape.js';
-import { formatSize } from '../../lib/units.js';
 import type { EventFilter, EventRow } from '../../store/index-db.js';
 import { Store } from '../../store/store.js';
 import type { Config } from '../../lib/config.js';
 import { invocation, filterFrom, type FilterOptions } from '../args.js';
 import { loadCliConfig, openStoreForQuery } from '../context.js';
-import { coreState, eventJson, formatTime } from '../format.js';
+import { LIST_HEADERS, eventJson, listCells } from '../format.js';
 
 export const POLL_INTERVAL_MS = 500;
 const BATCH_ROWS = 500;
@@ -33,24 +31,9 @@ export function matchesFilter(r: EventRow, f: EventFilter): boolean {
   return true;
 }
 
-const HEADERS = ['TIME', 'ID', 'PID', 'UID', 'SIG', 'COREFILE', 'SIZE', 'EXE'] as const;
 // list sizes its columns to the rows it has; a stream cannot, so they are as wide as their
 // usual content (an id is 27-31 characters) and a longer value pushes the line out.
 const WIDTHS = [26, 31, 7, 6, 8, 9, 9] as const;
-
-/** The cells list prints for a row. */
-function cells(r: EventRow): string[] {
-  return [
-    formatTime(r.time),
-    r.id,
-    String(r.pid ?? '-'),
-    String(r.uid ?? '-'),
-    r.signal_name ?? '-',
-    coreState(r),
-    r.core_stored_size ? formatSize(r.core_stored_size) : '-',
-    escapeControl(r.kind === 'snapshot' ? `(snapshot${r.rule ? ` by rule ${r.rule}` : ''}${r.reason ? `: ${r.reason}` : ''})` : r.exe ?? (r.comm ? `(${r.comm})` : '-')),
-  ];
-}
 
 function line(values: readonly string[]): string {
   return values.map((c, i) => (i < WIDTHS.length ? c.padEnd(WIDTHS[i]!) : c)).join('  ').trimEnd();
@@ -216,9 +199,9 @@ export async function run(...args: unknown[]): Promise<number> {
       if (!matchesFilter(r, filter)) continue;
       if (opts.json) text.push(JSON.stringify(eventJson(r)));
       else {
-        if (!header) text.push(line(HEADERS));
+        if (!header) text.push(line(LIST_HEADERS));
         header = true;
-        text.push(line(cells(r)));
+        text.push(line(listCells(r)));
       }
     }
     if (text.length > 0) process.stdout.write(`${text.join('\n')}\n`);
