@@ -1,7 +1,8 @@
 // One crash, from the kernel's arguments and pipe to a published, indexed bundle.
 // Order matters and is the point of this file:
 //   1. say that the crash happened (kernel log, store log) before anything can fail;
-//   2. read /proc/<pid> while it exists (the kernel removes it once the core is read);
+//   2. read /proc/<pid> while it exists (the kernel removes it once the core is read), into
+//      memory: the files are written after the release;
 //   3. copy the core from stdin to the staging area (the crashed process waits for this);
 //   4. close stdin: the kernel releases the process; from here on nothing is urgent;
 //   5. stack trace, compression, manifest, atomic publication, index.
@@ -109,6 +110,12 @@ function releaseInput(fd: number): void {
   }
 }
 
+/** What the loader (handler/start.ts) did with the code cache; nothing when run unbundled. */
+function codeCacheState(): { codeCache?: Manifest['handler']['codeCache'] } {
+  const v = (globalThis as Record<symbol, unknown>)[Symbol.for('flightbox.handler.codeCache')];
+  return v === 'used' || v === 'made' || v === 'rejected' || v === 'off' ? { codeCache: v } : {};
+}
+
 export async function captureCrash(argv: readonly string[], opts: CaptureOptions): Promise<CaptureResult> {
   const now = opts.now ?? Date.now;
   const t0 = now();
@@ -116,7 +123,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const stdinFd = opts.stdinFd ?? 0;
   const args: CoreArgs = parseCoreArgs(argv);
   const warnings: string[] = [...opts.configWarnings];
-  const timings: Record<string, number> = {};
+  // From node's start (its time origin) to here: node itself, the handler's code, the config.
+  const timings: Record<string, number> = { startupMs: Math.round(process.uptime() * 1000) };
 
   // 1. Announce. comm comes from /proc and is hostile: escaped by kmsg() and the logger.
   const commEarly = readSmall(`${opts.procRoot ?? '/proc'}/${args.pid}/comm`);
@@ -146,16 +154,6 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // 2. /proc, before the core is read.
   const proc = readProcState(args.pid, { procRoot: opts.procRoot, environ: cfg.capture.environ, pidfd: args.pidfd });
   warnings.push(...proc.warnings);
-  if (proc.files.length > 0) {
-    mkdirSync(join(staging, 'proc'), { mode: 0o700 });
-    for (const f of proc.files) {
-      try {
-        writeFileExclusive(join(staging, 'proc'), f.name, f.data, f.mode, { sync: false });
-      } catch (err) {
-        warnings.push(`Failed to store proc/${f.name}, ignoring: ${messageOf(err)}`);
-      }
-    }
-  }
   timings.procMs = now() - t0;
 
   // 3. The core. RLIMIT_CORE is what a file core would honour; maxSize caps it regardless.
@@ -215,6 +213,21 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   } catch {
     // not fatal
   }
+  // What /proc said is in memory since step 2; written now, off the hold path.
+  if (proc.files.length > 0) {
+    try {
+      mkdirSync(join(staging, 'proc'), { mode: 0o700 });
+      for (const f of proc.files) {
+        try {
+          writeFileExclusive(join(staging, 'proc'), f.name, f.data, f.mode, { sync: false });
+        } catch (err) {
+          warnings.push(`Failed to store proc/${f.name}, ignoring: ${messageOf(err)}`);
+        }
+      }
+    } catch (err) {
+      warnings.push(`Failed to store the process's /proc files, ignoring: ${messageOf(err)}`);
+    }
+  }
   const [{ takeBacktrace }, { CORE_FILE_NAMES, compressFd }, { MANIFEST_VERSION, hostInfo }, { crashSignature, crashingThread }] = await Promise.all([
     import('./backtrace.js'), import('../store/compress.js'), import('../store/manifest.js'), import('./signature.js'),
   ]);
@@ -239,7 +252,6 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     }
     timings.recorderMs = now() - ts;
   }
-  let backtrace: Backtrace | null = null;
   if (rawFd !== null) {
     core.elf = core.size > 0 && looksLikeElfCore(rawFd);
     if (core.size > 0 && !core.elf) warnings.push('the core is not an ELF core file; no stack trace');
@@ -247,27 +259,6 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // The store's filesystem filled up while the core was written: keep the partial core for
   // the stack trace, then give its space back so the metadata can still be published.
   const diskFull = core.reason === 'write-error: ENOSPC' || core.reason === 'write-error: EDQUOT';
-  if (core.elf) {
-    const tb = now();
-    try {
-      backtrace = takeBacktrace(join(staging, 'core'), proc.meta.exe, {
-        tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads,
-      });
-      warnings.push(...backtrace.warnings);
-      if (backtrace.tool && !diskFull) {
-        writeFileExclusive(staging, 'backtrace.txt', backtrace.text, 0o640);
-      } else if (backtrace.tool) {
-        // written below, once the partial core's space is free again
-      } else if (cfg.backtrace.tool !== 'none') {
-        warnings.push('no stack trace could be taken');
-      }
-    } catch (err) {
-      warnings.push(`Failed to take a stack trace, ignoring: ${messageOf(err)}`);
-    }
-    timings.backtraceMs = now() - tb;
-  }
-
-  if (proc.exeFd !== null) closeSync(proc.exeFd);
 
   // Rate limit: beyond core.maxPerExePerHour full cores of this executable in the last hour,
   // a crash loop keeps its metadata and stack trace but not its core (counted all the same).
@@ -285,30 +276,31 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     }
   }
 
-  if (rawFd !== null) {
+  // The stack trace reads the raw core while it is being compressed (another program, on
+  // another CPU); the raw core is removed only once both are done.
+  const backtraceWarnings: string[] = [];
+  const backtraceTask = !core.elf ? Promise.resolve(null) : (async (): Promise<Backtrace | null> => {
+    const tb = now();
+    try {
+      const bt = await takeBacktrace(join(staging, 'core'), proc.meta.exe, {
+        tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads,
+      });
+      backtraceWarnings.push(...bt.warnings);
+      if (!bt.tool && cfg.backtrace.tool !== 'none') backtraceWarnings.push('no stack trace could be taken');
+      return bt;
+    } catch (err) {
+      backtraceWarnings.push(`Failed to take a stack trace, ignoring: ${messageOf(err)}`);
+      return null;
+    } finally {
+      timings.backtraceMs = now() - tb;
+    }
+  })();
+
+  let compressedFromRaw = false;
+  if (rawFd !== null && !rateLimited && !diskFull && core.size > 0) {
     const tc = now();
-    if (rateLimited) {
-      closeSync(rawFd);
-      unlinkSync(join(staging, 'core'));
-      Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0, reason: 'rate-limit' });
-    } else if (diskFull) {
-      closeSync(rawFd);
-      unlinkSync(join(staging, 'core'));
-      Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0 });
-      warnings.push('the store is full: the partial core was deleted so that the metadata and stack trace could be kept');
-      if (backtrace?.tool) {
-        try {
-          writeFileExclusive(staging, 'backtrace.txt', backtrace.text, 0o640);
-        } catch (err) {
-          warnings.push(`Failed to store the stack trace, ignoring: ${messageOf(err)}`);
-        }
-      }
-    } else if (core.size === 0) {
-      closeSync(rawFd);
-      unlinkSync(join(staging, 'core'));
-    } else if (cfg.core.compress === 'none') {
+    if (cfg.core.compress === 'none') {
       fsyncSync(rawFd);
-      closeSync(rawFd);
       Object.assign(core, { stored: true, file: CORE_FILE_NAMES.none, compression: 'none', storedSize: core.size - core.sparseBytes });
     } else {
       let outFd: number | null = null;
@@ -330,7 +322,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
         } finally {
           closeSync(inFd);
         }
-        unlinkSync(join(staging, 'core'));
+        compressedFromRaw = true;
         Object.assign(core, { stored: true, file: name });
       } catch (err) {
         warnings.push(`Failed to compress the core, keeping it uncompressed: ${messageOf(err)}`);
@@ -339,9 +331,37 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       } finally {
         if (outFd !== null) closeSync(outFd);
       }
-      closeSync(rawFd);
     }
     timings.compressMs = now() - tc;
+  }
+
+  const backtrace = await backtraceTask;
+  warnings.push(...backtraceWarnings);
+  if (proc.exeFd !== null) closeSync(proc.exeFd);
+  const saveBacktrace = (): void => {
+    if (!backtrace?.tool) return;
+    try {
+      writeFileExclusive(staging, 'backtrace.txt', backtrace.text, 0o640);
+    } catch (err) {
+      warnings.push(`Failed to store the stack trace, ignoring: ${messageOf(err)}`);
+    }
+  };
+  // With the disk full, the stack trace is written once the partial core's space is free.
+  if (!diskFull) saveBacktrace();
+
+  if (rawFd !== null) {
+    closeSync(rawFd);
+    if (rateLimited) {
+      unlinkSync(join(staging, 'core'));
+      Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0, reason: 'rate-limit' });
+    } else if (diskFull) {
+      unlinkSync(join(staging, 'core'));
+      Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0 });
+      warnings.push('the store is full: the partial core was deleted so that the metadata and stack trace could be kept');
+      saveBacktrace();
+    } else if (core.size === 0 || compressedFromRaw) {
+      unlinkSync(join(staging, 'core'));
+    }
   }
   if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotToMs = now() - t0;
   slot?.release();
@@ -403,7 +423,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     warnings,
     timings,
     files: [],
-    handler: { version: VERSION, pid: process.pid },
+    handler: { version: VERSION, pid: process.pid, ...codeCacheState() },
   };
   // Crash mail is queued in the same transaction as the event; the daemon delivers it.
   let mail: OutboxRequest[] = [];

@@ -51,14 +51,31 @@ function cacheName(path: string, explicit: boolean): string {
  */
 function parserStamp(): string {
   const files = [
+    // this file: the bundle the launcher runs holds the config code itself
+    fileURLToPath(import.meta.url),
     fileURLToPath(new URL('../lib/config.js', import.meta.url)),
     fileURLToPath(new URL('../lib/rules-config.js', import.meta.url)),
-    createRequire(import.meta.url).resolve('yaml/package.json'),
+    yamlPackageJson(),
   ];
   return files.map((f) => {
     const st = statSync(f);
     return `${st.ino}:${st.size}:${st.mtimeMs}`;
   }).join(',');
+}
+
+/**
+ * The yaml package's package.json: where it is installed with flightbox (node_modules two
+ * levels above dist/handler/), else wherever node resolves it. Resolving through node's
+ * loader costs ~5 ms on the crash path; the usual layout is one stat.
+ */
+function yamlPackageJson(): string {
+  const usual = fileURLToPath(new URL('../../node_modules/yaml/package.json', import.meta.url));
+  try {
+    if (statSync(usual).isFile()) return usual;
+  } catch {
+    // another layout
+  }
+  return createRequire(import.meta.url).resolve('yaml/package.json');
 }
 
 interface ConfigLoad {

@@ -1,7 +1,7 @@
 // POSIX ACLs through setfacl (package acl): how a crashing user gets read access to their
 // own crash and nothing else, as systemd-coredump grants it on its core files. Node has no
 // xattr calls, so the program does it; it is found by absolute path and run without a shell.
-import { spawnSync } from 'node:child_process';
+import { builtin } from './builtin.js';
 import { FlightboxError } from './errors.js';
 import { escapeControl } from './escape.js';
 import { findProgram } from './programs.js';
@@ -26,7 +26,7 @@ export function applyAcls(steps: readonly AclStep[], setfacl: string | null = fi
     args.push('-m', s.entries, ...s.paths.map((p) => (p.startsWith('-') ? `./${p}` : p)));
   }
   if (args.length === 0) return;
-  const r = spawnSync(setfacl, args, { encoding: 'utf8', timeout: SETFACL_TIMEOUT_MS, stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = builtin('node:child_process').spawnSync(setfacl, args, { encoding: 'utf8', timeout: SETFACL_TIMEOUT_MS, stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.error) throw new FlightboxError('TOOL_FAILED', `setfacl failed: ${r.error.message}`);
   if (r.status !== 0) {
     const why = escapeControl(String(r.stderr ?? '').trim().split('\n')[0] ?? '').slice(0, 300);

@@ -2,10 +2,10 @@
 // that names file, line and key. Returns {config, warnings, errors}; callers decide whether
 // an error is fatal (daemon, CLI) or a warning to record (the handler must still capture).
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { basename, isAbsolute } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Document } from 'yaml';
+import { builtin } from './builtin.js';
 import { errnoCode, messageOf } from './errors.js';
 import { DEFAULT_RULE_COOLDOWN_MS, DEFAULT_RULE_MAX_PER_DAY, type Rule } from './rules.js';
 import { parseRules } from './rules-config.js';
@@ -340,6 +340,7 @@ const mailTemplate = (set: (c: Config, v: string) => void): Setter => (c, v) => 
 // host:port an IPv6 address is bracketed ('[::1]:9477', quoted in YAML, where a bare '['
 // opens a list). Nothing is resolved here: the daemon binds or connects to what is written.
 const DNS_NAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const isIP = (h: string): number => builtin('node:net').isIP(h);
 const isHost = (h: string): boolean => isIP(h) !== 0 || (DNS_NAME_RE.test(h) && !/^[\d.]+$/.test(h));
 const listenAddress = (set: (c: Config, v: { host: string; port: number } | null) => void): Setter => (c, v) => {
   if (v === null || v === false) return void set(c, null);

@@ -1,10 +1,10 @@
 // manifest.json: what happened and what the bundle holds. Written last, before the bundle
 // is published; every other file is listed with its size and sha256 so that a copy
 // (an archive, a mail attachment) can be verified.
-import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
 import { hostname, machine, release } from 'node:os';
 import { join } from 'node:path';
+import { builtin } from '../lib/builtin.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 
 export const MANIFEST_NAME = 'manifest.json';
@@ -103,7 +103,11 @@ export interface Manifest {
   warnings: string[];
   timings: Record<string, number>;
   files: FileEntry[];
-  handler: { version: string; pid: number };
+  /**
+   * codeCache: whether the handler's compiled code came from its cache (handler/start.ts):
+   * used, made (none yet), rejected (stale), off (no cache directory); absent when unbundled.
+   */
+  handler: { version: string; pid: number; codeCache?: 'used' | 'made' | 'rejected' | 'off' };
 }
 
 /** The host part of a manifest: read once per event. */
@@ -119,7 +123,7 @@ export function hostInfo(): Manifest['host'] {
 }
 
 export function sha256File(path: string): string {
-  const h = createHash('sha256');
+  const h = builtin('node:crypto').createHash('sha256');
   const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const buf = Buffer.allocUnsafe(1024 * 1024);

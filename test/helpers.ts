@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = join(ROOT, 'dist/cli/main.js');
-export const HANDLER = join(ROOT, 'dist/handler/main.js');
+/** The handler the launcher runs (the one-file bundle of handler/main.ts). */
+export const HANDLER = join(ROOT, 'dist/handler/flightbox-handler.cjs');
 export const FIXTURES = join(ROOT, 'test/fixtures');
 export const IS_ROOT = process.getuid?.() === 0;
 

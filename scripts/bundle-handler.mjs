@@ -1,0 +1,47 @@
+// Bundles the core_pattern handler (handler/main.ts and everything it imports from this
+// project) into one CommonJS file, dist/handler/flightbox-handler-main.cjs, and its loader
+// (handler/start.ts: V8's code cache for that file) into dist/handler/flightbox-handler.cjs,
+// which the launcher runs.
+// Why: every millisecond before the core is read holds the crashed process, and node's ESM
+// loader spends ~40 ms resolving, reading and linking some 25 modules one by one (and an ESM
+// `import` of node:fs loads its stream classes too). One CommonJS file loads in one read.
+// Packages (better-sqlite3, yaml) stay external: they are required lazily, after the release.
+import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const outfile = join(root, 'dist/handler/flightbox-handler-main.cjs');
+const startfile = join(root, 'dist/handler/flightbox-handler.cjs');
+
+await build({
+  absWorkingDir: root,
+  entryPoints: ['handler/main.ts'],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  packages: 'external',
+  // The modules find their packages and siblings relative to their own file: in the bundle
+  // that is the bundle's own file.
+  define: { 'import.meta.url': '__flightboxModuleUrl' },
+  banner: { js: "'use strict';\nconst __flightboxModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+await build({
+  absWorkingDir: root,
+  entryPoints: ['handler/start.ts'],
+  outfile: startfile,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  banner: { js: '#!/usr/bin/env node' },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+chmodSync(outfile, 0o644);
+chmodSync(startfile, 0o755);
