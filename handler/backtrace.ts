@@ -3,7 +3,7 @@
 // timeout and an output cap. Never runs anything the crashed process names: the exe is
 // passed to the tool as a file to read, and gdb is told not to auto-load scripts.
 import { accessSync, constants, statSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { BacktraceTool } from '../lib/config.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
 
@@ -174,19 +174,70 @@ export function parseGdbBacktrace(text: string): ThreadTrace[] {
   return threads;
 }
 
-function run(file: string, args: string[], timeoutMs: number, fd3: number | null = null): { out: string; err: string; status: number | null; error?: string; timedOut: boolean } {
-  const r = spawnSync(file, args, {
-    encoding: 'utf8',
-    timeout: timeoutMs,
-    killSignal: 'SIGKILL',
-    maxBuffer: MAX_BACKTRACE_OUTPUT_BYTES,
-    stdio: fd3 === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', fd3],
-    env: { PATH: SEARCH_PATH.join(':'), LC_ALL: 'C', HOME: '/nonexistent' },
-    cwd: '/',
+export interface RunResult {
+  out: string;
+  err: string;
+  status: number | null;
+  error?: string;
+  timedOut: boolean;
+}
+
+/**
+ * Run a tool with a time limit (SIGKILL) and an output cap, without blocking the event loop:
+ * the stack trace runs while the core is being compressed.
+ */
+export function runTool(file: string, args: string[], timeoutMs: number, fd3: number | null = null): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outBytes = 0;
+    let errBytes = 0;
+    let error: string | undefined;
+    let timedOut = false;
+    let done = false;
+    let child: ChildProcess;
+    const finish = (status: number | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      clearTimeout(grace);
+      resolve({ out: Buffer.concat(out).toString('utf8'), err: Buffer.concat(err).toString('utf8'), status, error, timedOut });
+    };
+    let grace: NodeJS.Timeout | undefined;
+    const kill = (why: string, isTimeout: boolean): void => {
+      if (error === undefined) error = why;
+      timedOut ||= isTimeout;
+      child.kill('SIGKILL');
+      // Whatever inherited its pipes may keep them open: do not wait for it.
+      grace = setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); finish(null); }, 1000);
+    };
+    try {
+      child = spawn(file, args, {
+        stdio: fd3 === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', fd3],
+        env: { PATH: SEARCH_PATH.join(':'), LC_ALL: 'C', HOME: '/nonexistent' },
+        cwd: '/',
+      });
+    } catch (e) {
+      resolve({ out: '', err: '', status: null, error: (e as Error).message, timedOut: false });
+      return;
+    }
+    const timer = setTimeout(() => kill(`timed out after ${timeoutMs} ms`, true), timeoutMs);
+    child.stdout!.on('data', (d: Buffer) => {
+      if (outBytes >= MAX_BACKTRACE_OUTPUT_BYTES) return;
+      const keep = d.subarray(0, MAX_BACKTRACE_OUTPUT_BYTES - outBytes);
+      out.push(keep);
+      outBytes += keep.length;
+      if (outBytes >= MAX_BACKTRACE_OUTPUT_BYTES) kill(`output over ${MAX_BACKTRACE_OUTPUT_BYTES} bytes, cut there`, false);
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      if (errBytes < 65536) { err.push(d); errBytes += d.length; }
+    });
+    child.on('error', (e) => {
+      if (error === undefined) error = e.message;
+      finish(null);
+    });
+    child.on('close', (code) => finish(code));
   });
-  const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
-  const error = r.error ? timedOut ? `timed out after ${timeoutMs} ms` : r.error.message : undefined;
-  return { out: r.stdout ?? '', err: r.stderr ?? '', status: r.status, error, timedOut };
 }
 
 export interface BacktraceOptions {
@@ -205,7 +256,7 @@ export interface BacktraceOptions {
 /** Share of the time budget eu-stack gets when gdb can follow (gdb gets the rest). */
 const EU_STACK_SHARE = 0.6;
 
-export function takeBacktrace(corePath: string, exe: string | null, opts: BacktraceOptions): Backtrace {
+export async function takeBacktrace(corePath: string, exe: string | null, opts: BacktraceOptions): Promise<Backtrace> {
   const warnings: string[] = [];
   const empty: Backtrace = { tool: null, text: '', threads: [], modules: [], warnings };
   if (opts.tool === 'none') return empty;
@@ -233,7 +284,7 @@ export function takeBacktrace(corePath: string, exe: string | null, opts: Backtr
       // With gdb to fall back on, eu-stack gets part of the budget: a core whose module list
       // names a file that never opens (a FIFO) must leave gdb time of its own.
       const budget = opts.tool === 'auto' ? Math.max(1000, opts.timeoutMs * EU_STACK_SHARE) : Math.max(1000, deadline - Date.now());
-      const r = run(eu, args, budget, exeFd);
+      const r = await runTool(eu, args, budget, exeFd);
       euTimedOut = r.timedOut;
       const parsed = parseEuStack(r.out, { maxThreads: opts.maxThreads });
       if (parsed.ambiguous) {
@@ -258,7 +309,7 @@ export function takeBacktrace(corePath: string, exe: string | null, opts: Backtr
       const args = ['-batch', '-nx', '-nh', '-iex', 'set auto-load off', '-iex', 'set debuginfod enabled off', ...noSolibs,
         '-ex', 'set pagination off', '-ex', 'info sharedlibrary', '-ex', 'thread apply all bt 64',
         ...(exeArg ? [exeArg] : []), '-c', corePath];
-      const r = run(gdb, args, Math.max(1000, deadline - Date.now()), exeFd);
+      const r = await runTool(gdb, args, Math.max(1000, deadline - Date.now()), exeFd);
       const threads = parseGdbBacktrace(r.out);
       if (threads.some((t) => t.frames.length > 0)) {
         if (r.error) warnings.push(`gdb: ${r.error}; the stack trace may be incomplete`);
