@@ -16,6 +16,7 @@ import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
 import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
+import { findProgram } from '../lib/programs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
 import type { CoreInfo, CrashProcess, Manifest, RecorderSummary } from '../store/manifest.js';
@@ -24,7 +25,7 @@ import { acquireHandlerSlot, type HandlerSlot } from '../store/handler-slots.js'
 import { Store } from '../store/store.js';
 import type { Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
-import { streamCore } from './core-writer.js';
+import { NATIVE_COPY_AFTER_BYTES, streamCore } from './core-writer.js';
 import { readProcState } from './proc-reader.js';
 
 // Only what the hold path needs is imported statically: every module loaded before the core
@@ -168,6 +169,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     reason: null, limitBytes: limit, sparseBytes: 0, elf: false,
   };
   let rawFd: number | null = null;
+  let nativeBytes = 0;
   // A storm: beyond core.maxConcurrent handlers storing a core, record this crash without
   // its core. Closing the pipe at once releases the process without reading its memory.
   const slot: HandlerSlot | null = limit === 0 ? null : acquireHandlerSlot(store.root, cfg.core.maxConcurrent);
@@ -185,7 +187,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     const progress = { size: 0 };
     try {
       rawFd = createExclusive(staging, 'core', 0o600, { readable: true });
-      const r = streamCore(stdinFd, rawFd, { limit, progress });
+      const r = streamCore(stdinFd, rawFd, { limit, progress, nativeAfter: NATIVE_COPY_AFTER_BYTES, dd: findProgram('dd') });
+      nativeBytes = r.nativeBytes;
       core.size = r.size;
       core.sparseBytes = r.sparseBytes;
       core.truncated = r.truncated;
@@ -207,7 +210,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // 4. Release the crashed process.
   releaseInput(stdinFd);
   timings.holdMs = now() - t0;
-  log.info({ id, bytes: core.size, holdMs: timings.holdMs }, 'Core read, process released');
+  log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs }, 'Core read, process released');
   try {
     setPriority(10);
   } catch {

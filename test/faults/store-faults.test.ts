@@ -30,11 +30,11 @@ describe.skipIf(!IS_ROOT)('faults that must lose nothing', () => {
     }
   });
 
-  it('disk full during a core: metadata and stack trace kept, core marked truncated, no half bundle, space given back', async () => {
+  /** A real core padded with `padMiB` MiB of random bytes, captured into a store on a `tmpfsMiB` MiB tmpfs. */
+  async function diskFullCapture(tmpfsMiB: number, padMiB: number): Promise<Manifest> {
     store = makeTempStore('core:\n  compress: none\n');
-    // The store on a 6 MiB tmpfs; the core is a real one padded with 16 MiB of random bytes.
     mkdirSync(store.root, { mode: 0o700 });
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=6m,mode=0700', 'tmpfs', store.root], { encoding: 'utf8' });
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsMiB}m,mode=0700`, 'tmpfs', store.root], { encoding: 'utf8' });
     expect(m.status, m.stderr).toBe(0);
     mounted = store.root;
     const waiter = compileWaiter(store.dir);
@@ -43,7 +43,7 @@ describe.skipIf(!IS_ROOT)('faults that must lose nothing', () => {
     const big = join(store.dir, 'big-core');
     const fd = openSync(big, 'w');
     writeSync(fd, readFileSync(core));
-    writeSync(fd, randomBytes(16 * 1024 * 1024));
+    for (let i = 0; i < padMiB; i++) writeSync(fd, randomBytes(1024 * 1024));
     closeSync(fd);
 
     const r = await runHandler(store.configPath, kernelArgs({ pid: p.pid }), big);
@@ -61,7 +61,20 @@ describe.skipIf(!IS_ROOT)('faults that must lose nothing', () => {
     expect(man.files.map((f) => f.path)).not.toContain('core');
     expect(readdirSync(join(store.root, 'staging'))).toEqual([]);
     const df = spawnSync('df', ['--output=avail', '-B1', store.root], { encoding: 'utf8' });
-    expect(Number(df.stdout.trim().split('\n')[1])).toBeGreaterThan(4 * 1024 * 1024); // space given back
+    expect(Number(df.stdout.trim().split('\n')[1])).toBeGreaterThan((tmpfsMiB - 2) * 1024 * 1024); // space given back
+    return man;
+  }
+
+  it('disk full during a core: metadata and stack trace kept, core marked truncated, no half bundle, space given back', async () => {
+    const man = await diskFullCapture(6, 16);
+    expect(man.warnings.join('\n')).not.toMatch(/dd: /);
+  });
+
+  it('disk full after the handler handed the rest of a big core to dd: the same', async () => {
+    // Past NATIVE_COPY_AFTER_BYTES (32 MiB) dd copies the rest; the disk fills under dd.
+    const man = await diskFullCapture(40, 64);
+    expect(man.warnings.join('\n')).toMatch(/Failed to store the whole core \(dd: error writing .*No space left on device\)/);
+    expect(man.core.size).toBeGreaterThan(32 * 1024 * 1024);
   });
 
   it('a handler killed while it writes a core leaves no visible bundle; its debris is swept at the next start', async () => {

@@ -73,14 +73,14 @@ describe('streamCore: copying', () => {
   ])('random data, %s: output bytes identical, nothing sparse', (_what, size) => {
     const data = randomBytes(size);
     const { result, out, st } = run(data);
-    expect(result).toEqual({ size, sparseBytes: 0, truncated: false });
+    expect(result).toEqual({ size, sparseBytes: 0, truncated: false, nativeBytes: 0 });
     expect(st.size).toBe(size);
     expect(out.equals(data)).toBe(true);
   });
 
   it('empty input gives an empty file', () => {
     const { result, out, st } = run(Buffer.alloc(0));
-    expect(result).toEqual({ size: 0, sparseBytes: 0, truncated: false });
+    expect(result).toEqual({ size: 0, sparseBytes: 0, truncated: false, nativeBytes: 0 });
     expect(st.size).toBe(0);
     expect(out.length).toBe(0);
   });
@@ -122,7 +122,7 @@ describe('streamCore: sparse output', () => {
   it('an all-zero input is one hole of the right size', () => {
     const size = 5 * MiB;
     const { result, st, out } = run(Buffer.alloc(size));
-    expect(result).toEqual({ size, sparseBytes: size, truncated: false });
+    expect(result).toEqual({ size, sparseBytes: size, truncated: false, nativeBytes: 0 });
     expect(st.size).toBe(size);
     expect(st.blocks).toBe(0);
     expect(out.equals(Buffer.alloc(size))).toBe(true);
@@ -149,7 +149,7 @@ describe('streamCore: sparse output', () => {
   it('sparse: false writes every byte (no holes)', () => {
     const size = 2 * MiB;
     const { result, st, out } = run(Buffer.alloc(size), { limit: null, sparse: false });
-    expect(result).toEqual({ size, sparseBytes: 0, truncated: false });
+    expect(result).toEqual({ size, sparseBytes: 0, truncated: false, nativeBytes: 0 });
     expect(st.blocks * 512).toBeGreaterThanOrEqual(size);
     expect(out.equals(Buffer.alloc(size))).toBe(true);
   });
@@ -190,25 +190,25 @@ describe('streamCore: limit', () => {
   ])('input exactly the limit (%s) is not truncated', (_what, size) => {
     const data = randomBytes(size);
     const { result, out } = run(data, { limit: size });
-    expect(result).toEqual({ size, sparseBytes: 0, truncated: false });
+    expect(result).toEqual({ size, sparseBytes: 0, truncated: false, nativeBytes: 0 });
     expect(out.equals(data)).toBe(true);
   });
 
   it('input shorter than the limit is not truncated', () => {
     const data = randomBytes(7777);
     const { result } = run(data, { limit: 10 * MiB });
-    expect(result).toEqual({ size: 7777, sparseBytes: 0, truncated: false });
+    expect(result).toEqual({ size: 7777, sparseBytes: 0, truncated: false, nativeBytes: 0 });
   });
 
   it('limit 0 stores nothing and reports truncation when there was input', () => {
     const { result, st } = run(randomBytes(100), { limit: 0 });
-    expect(result).toEqual({ size: 0, sparseBytes: 0, truncated: true });
+    expect(result).toEqual({ size: 0, sparseBytes: 0, truncated: true, nativeBytes: 0 });
     expect(st.size).toBe(0);
   });
 
   it('limit 0 with empty input is not truncated', () => {
     const { result } = run(Buffer.alloc(0), { limit: 0 });
-    expect(result).toEqual({ size: 0, sparseBytes: 0, truncated: false });
+    expect(result).toEqual({ size: 0, sparseBytes: 0, truncated: false, nativeBytes: 0 });
   });
 
   it('does not drain the input past the limit (reads at most one extra byte)', () => {
@@ -271,7 +271,7 @@ describe('streamCore: pipes', () => {
       const outFd = open(outPath, 'w');
       const limit = 200_000;
       const result = streamCore(inFd, outFd, { limit });
-      expect(result).toEqual({ size: limit, sparseBytes: 0, truncated: true });
+      expect(result).toEqual({ size: limit, sparseBytes: 0, truncated: true, nativeBytes: 0 });
       expect(readFileSync(outPath).equals(Buffer.alloc(limit, 7))).toBe(true);
       closeSync(inFd);
       fds.splice(fds.indexOf(inFd), 1);
@@ -297,5 +297,97 @@ describe('streamCore: write errors', () => {
     }
     expect(err?.code).toBe('ENOSPC');
     expect(progress.size).toBe(0);
+  });
+});
+
+// Past `nativeAfter` bytes the rest of the pipe goes through dd (coreutils), which a real
+// writer process feeds through a real FIFO here.
+describe('streamCore: the rest through dd', () => {
+  const dd = ['/usr/bin/dd', '/bin/dd'].find((p) => existsSync(p)) ?? null;
+  const haveTools = dd !== null && spawnSync('sh', ['-c', 'command -v mkfifo']).status === 0;
+
+  /** A FIFO fed with `data` by another process (in 40000-byte writes; EPIPE is a clean end). */
+  function feed(data: Buffer, repeatTimes = 1): { fifo: string; exited: Promise<number | null>; kill: () => void } {
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const src = join(dir, 'src');
+    writeFileSync(src, data);
+    const child = spawn(process.execPath, ['-e', `
+      const fs = require('fs');
+      const data = fs.readFileSync(${JSON.stringify(src)});
+      const fd = fs.openSync(${JSON.stringify(fifo)}, 'w');
+      try {
+        for (let r = 0; r < ${repeatTimes}; r++)
+          for (let off = 0; off < data.length; off += 40000) fs.writeSync(fd, data, off, Math.min(40000, data.length - off));
+      } catch (e) { process.exit(e.code === 'EPIPE' ? 0 : 1); }
+      fs.closeSync(fd);
+    `], { stdio: 'ignore' });
+    return { fifo, exited: new Promise((res) => child.on('exit', (code) => res(code))), kill: () => child.kill('SIGKILL') };
+  }
+
+  it.skipIf(!haveTools)('copies the same bytes, leaves holes, and sets the size over trailing zeros', async () => {
+    // 6 MiB: data here and there, long zero runs, and 1 MiB of zeros at the end
+    const data = coreLike(7 * MiB, [0, MiB + 3, 2 * MiB + 70_000, 3 * MiB, 5 * MiB + 1000]);
+    const w = feed(data);
+    try {
+      const inFd = open(w.fifo, 'r');
+      const outPath = join(dir, 'out');
+      const outFd = open(outPath, 'w');
+      const progress = { size: 0 };
+      const result = streamCore(inFd, outFd, { limit: null, nativeAfter: MiB, dd, progress });
+      expect(result.size).toBe(data.length);
+      expect(result.truncated).toBe(false);
+      expect(result.nativeBytes).toBe(data.length - MiB);
+      expect(progress.size).toBe(data.length);
+      expect(statSync(outPath).size).toBe(data.length);
+      expect(readFileSync(outPath).equals(data)).toBe(true);
+      // 5 blocks of data, the rest holes: far fewer blocks than the size
+      expect(statSync(outPath).blocks * 512).toBeLessThan(2 * MiB);
+      expect(result.sparseBytes).toBeGreaterThan(4 * MiB);
+      expect(await w.exited).toBe(0);
+    } finally {
+      w.kill();
+    }
+  });
+
+  it.skipIf(!haveTools)('stops at the limit and reports the truncation', async () => {
+    const chunk = randomBytes(MiB);
+    const w = feed(chunk, 8); // 8 MiB on offer
+    try {
+      const inFd = open(w.fifo, 'r');
+      const outPath = join(dir, 'out');
+      const outFd = open(outPath, 'w');
+      const limit = 3 * MiB + 100;
+      const result = streamCore(inFd, outFd, { limit, nativeAfter: MiB, dd });
+      expect(result.size).toBe(limit);
+      expect(result.truncated).toBe(true);
+      expect(result.nativeBytes).toBe(limit - MiB);
+      expect(readFileSync(outPath).equals(Buffer.concat([chunk, chunk, chunk, chunk]).subarray(0, limit))).toBe(true);
+      closeSync(inFd);
+      fds.splice(fds.indexOf(inFd), 1);
+      expect(await w.exited).toBe(0); // EPIPE: nothing drained past the limit and its probe byte
+    } finally {
+      w.kill();
+    }
+  });
+
+  it.skipIf(!haveTools || !existsSync('/dev/full'))('a full disk under dd is ENOSPC with the bytes written so far', async () => {
+    const w = feed(randomBytes(2 * MiB));
+    try {
+      const inFd = open(w.fifo, 'r');
+      const outFd = open('/dev/full', 'w');
+      const progress = { size: 0 };
+      let err: NodeJS.ErrnoException | undefined;
+      try {
+        streamCore(inFd, outFd, { limit: null, nativeAfter: 0, dd, progress });
+      } catch (e) {
+        err = e as NodeJS.ErrnoException;
+      }
+      expect(err?.code).toBe('ENOSPC');
+      expect(err?.message).toMatch(/^dd: .*No space left on device/);
+      expect(progress.size).toBe(0);
+    } finally {
+      w.kill();
+    }
   });
 });
