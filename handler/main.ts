@@ -11,6 +11,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { DEFAULT_CONFIG_PATH, formatConfigIssue, loadConfig, type LoadedConfig } from '../lib/config.js';
 import { errnoCode, messageOf } from '../lib/errors.js';
 import { kmsg } from '../lib/log.js';
+import { vendoredYamlPath } from '../lib/yaml.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { captureCrash } from './capture.js';
 
@@ -55,7 +56,7 @@ function parserStamp(): string {
     fileURLToPath(import.meta.url),
     fileURLToPath(new URL('../lib/config.js', import.meta.url)),
     fileURLToPath(new URL('../lib/rules-config.js', import.meta.url)),
-    yamlPackageJson(),
+    yamlParserFile(),
   ];
   return files.map((f) => {
     const st = statSync(f);
@@ -64,18 +65,11 @@ function parserStamp(): string {
 }
 
 /**
- * The yaml package's package.json: where it is installed with flightbox (node_modules two
- * levels above dist/handler/), else wherever node resolves it. Resolving through node's
- * loader costs ~5 ms on the crash path; the usual layout is one stat.
+ * The YAML parser's file: the one-file copy the build makes (lib/yaml.ts), else the yaml
+ * package's package.json where node resolves it.
  */
-function yamlPackageJson(): string {
-  const usual = fileURLToPath(new URL('../../node_modules/yaml/package.json', import.meta.url));
-  try {
-    if (statSync(usual).isFile()) return usual;
-  } catch {
-    // another layout
-  }
-  return createRequire(import.meta.url).resolve('yaml/package.json');
+function yamlParserFile(): string {
+  return vendoredYamlPath() ?? createRequire(import.meta.url).resolve('yaml/package.json');
 }
 
 interface ConfigLoad {

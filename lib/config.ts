@@ -3,9 +3,9 @@
 // an error is fatal (daemon, CLI) or a warning to record (the handler must still capture).
 import { readFileSync } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
-import { createRequire } from 'node:module';
 import type { Document } from 'yaml';
 import { builtin } from './builtin.js';
+import { loadYaml } from './yaml.js';
 import { errnoCode, messageOf } from './errors.js';
 import { DEFAULT_RULE_COOLDOWN_MS, DEFAULT_RULE_MAX_PER_DAY, type Rule } from './rules.js';
 import { parseRules } from './rules-config.js';
@@ -561,7 +561,7 @@ export function loadConfig(path: string, opts: { explicit: boolean }): LoadedCon
   }
   config.source = isAbsolute(path) ? path : `${process.cwd()}/${path}`;
   // yaml is loaded only when there is a file to parse (the handler's start-up is on the crash path).
-  const { LineCounter, parseDocument, isMap } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  const { LineCounter, parseDocument, isMap } = loadYaml();
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const lineOf = (offset: number | undefined) => (offset === undefined ? null : lines.linePos(offset).line);

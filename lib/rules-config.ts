@@ -3,7 +3,7 @@
 // `rules[1] (mysqld-rss).when.threshold.above` (indexes are 0-based, as in jq and yq).
 // Pure: the yaml module is only asked for its node predicates (loadConfig has already loaded it).
 import { isMailAddress } from './mail-address.js';
-import { createRequire } from 'node:module';
+import { loadYaml } from './yaml.js';
 import { isAbsolute } from 'node:path';
 import type { Pair } from 'yaml';
 import type { ConfigIssue } from './config.js';
@@ -74,8 +74,7 @@ export interface ParsedRules {
 
 /** Validate the value of the top-level `rules:` key (a YAML node; null or absent means no rules). */
 export function parseRules(node: unknown, ctx: RulesContext): ParsedRules {
-  const yaml = createRequire(import.meta.url)('yaml') as typeof import('yaml');
-  return new RulesParser(yaml, ctx).rules(node);
+  return new RulesParser(loadYaml(), ctx).rules(node);
 }
 
 function show(v: unknown): string {
