@@ -1,13 +1,15 @@
 // Section 7: queries on an index of 1,000,000 events (list with filters, info, groups),
-// timed in-process through the functions the CLI calls, and as the CLI's wall time beside a
-// bare `node -e 0` start measured in the same run. The index is generated here (IndexDb's
-// own insert path in big transactions, its indexes rebuilt from their own definitions at the
-// end, a fixed seed) and deleted afterwards.
+// timed in-process through the functions the CLI calls (`list`: listRows for its table,
+// list() for --json; the note beside a list figure says how long it takes with the printed
+// text made too), and as the CLI's wall time beside a bare `node -e 0` start measured in the
+// same run. The index is generated here (IndexDb's own insert path in big transactions, its
+// indexes rebuilt from their own definitions at the end, a fixed seed) and deleted afterwards.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { filterFrom, pickEvent, type FilterOptions } from '../cli/args.js';
+import { eventJson, listTable } from '../cli/format.js';
 import { makeBundleId } from '../store/bundle-id.js';
 import { type EventRow } from '../store/index-db.js';
 import { MANIFEST_NAME, MANIFEST_VERSION, readManifest, type Manifest } from '../store/manifest.js';
@@ -204,13 +206,24 @@ interface Query {
   argv: string[];
   /** the same in-process: opens the store as the CLI does, queries, closes; returns a row count */
   run: (store: Store) => number;
+  /** run, and then the text the command prints made too (not written): a note beside the figure */
+  andText?: (store: Store) => number;
 }
 
 function queries(ds: Dataset): Query[] {
+  const argv = (o: FilterOptions) => Object.entries(o).flatMap(([k, v]) => (k === 'lines' ? ['-n', String(v)] : k === 'reverse' ? ['--reverse'] : [`--${k}`, String(v)]));
+  // The table reads only its own columns: `list` calls listRows (list() for --json).
   const list = (name: string, o: FilterOptions): Query => ({
     case: `list ${name}`,
-    argv: ['list', ...Object.entries(o).flatMap(([k, v]) => (k === 'lines' ? ['-n', String(v)] : k === 'reverse' ? ['--reverse'] : [`--${k}`, String(v)]))],
+    argv: ['list', ...argv(o)],
+    run: (store) => store.index().listRows(filterFrom(o)).length,
+    andText: (store) => listTable(store.index().listRows(filterFrom(o))).length,
+  });
+  const listJson = (name: string, o: FilterOptions): Query => ({
+    case: `list ${name} --json`,
+    argv: ['list', ...argv(o), '--json'],
     run: (store) => store.index().list(filterFrom(o)).length,
+    andText: (store) => JSON.stringify(store.index().list(filterFrom(o)).map(eventJson), null, 2).length,
   });
   return [
     list('-n 20 (newest 20)', { lines: '20' }),
@@ -222,6 +235,7 @@ function queries(ds: Dataset): Query[] {
     list('--exe BASE_NAME --signal SIGABRT --since 30d', { exe: ds.midExeName, signal: 'SIGABRT', since: '30d' }),
     list('--signal SIGBUS -n 100', { signal: 'SIGBUS', lines: '100' }),
     list('--signal SIGSEGV --since 1d', { signal: 'SIGSEGV', since: '1d' }),
+    listJson('--since 2d --until 1d', { since: '2d', until: '1d' }),
     list('--uid 1000 --since 7d', { uid: '1000', since: '7d' }),
     list('--kind snapshot --since 7d', { kind: 'snapshot', since: '7d' }),
     list('--kind snapshot --rule NAME', { kind: 'snapshot', rule: ds.rule }),
@@ -287,10 +301,24 @@ export const run: Section = async (opts: BenchOptions): Promise<Row[]> => {
         }
       }
       const v = median(times);
+      // The same again with the command's output text made: how much printing adds.
+      const withText: number[] = [];
+      for (let i = 0; i < runs && error === null && q.andText; i++) {
+        const t0 = performance.now();
+        const store = new Store(ds.root, { create: false, busyTimeoutMs: 10_000 });
+        try {
+          q.andText(store);
+        } finally {
+          store.close();
+        }
+        withText.push(performance.now() - t0);
+      }
+      const t = median(withText);
       rows.push({
         section: SECTION, case: `${q.case}, ${events}`, subject: 'flightbox in-process', value: v, unit: 'ms', runs: times.length,
         target: `≤ ${TARGET_MS} ms`, met: v === null ? null : v <= TARGET_MS,
-        note: error ?? `${count} row${count === 1 ? '' : 's'}; open + query + close, as one CLI command`,
+        note: error ?? `${count} row${count === 1 ? '' : 's'}; open + query + close, as one CLI command` +
+          `${t === null ? '' : `; ${t.toFixed(1)} ms with the text it prints made (median of ${withText.length})`}`,
       });
       const cli: number[] = [];
       const cliErrors: string[] = [];

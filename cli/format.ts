@@ -2,7 +2,7 @@
 // strings (exe, comm, cmdline) are escaped before they reach a terminal.
 import { escapeControl } from '../lib/escape.js';
 import { formatSize } from '../lib/units.js';
-import type { EventRow } from '../store/index-db.js';
+import type { EventRow, ListRow } from '../store/index-db.js';
 
 function pad2(n: number): string {
   return String(n).padStart(2, '0');
@@ -18,12 +18,29 @@ export function formatTime(ms: number): string {
 }
 
 export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
-  return [fmt(headers), ...rows.map(fmt)].join('\n');
+  // Widths in a loop: spreading a column into Math.max overflows the stack past ~100k rows.
+  const widths = headers.map((h) => h.length);
+  for (const r of rows) {
+    for (let i = 0; i < widths.length; i++) {
+      const n = (r[i] ?? '').length;
+      if (n > widths[i]!) widths[i] = n;
+    }
+  }
+  const fmt = (r: string[]): string => {
+    let line = '';
+    for (let i = 0; i < r.length; i++) {
+      if (i > 0) line += '  ';
+      line += i === r.length - 1 ? r[i]! : r[i]!.padEnd(widths[i]!);
+    }
+    return line.trimEnd();
+  };
+  const lines = new Array<string>(rows.length + 1);
+  lines[0] = fmt(headers);
+  for (let i = 0; i < rows.length; i++) lines[i + 1] = fmt(rows[i]!);
+  return lines.join('\n');
 }
 
-export function coreState(row: EventRow): string {
+export function coreState(row: Pick<EventRow, 'kind' | 'has_core' | 'core_truncated'>): string {
   if (row.kind !== 'crash') return '-';
   if (!row.has_core) return 'none';
   return row.core_truncated ? 'truncated' : 'present';
@@ -67,8 +84,11 @@ export function eventJson(row: EventRow): Record<string, unknown> {
 /** The columns of `list`, and of `watch` which prints the same lines as they come. */
 export const LIST_HEADERS = ['TIME', 'ID', 'PID', 'UID', 'SIG', 'COREFILE', 'SIZE', 'EXE'] as const;
 
-/** One event's cells under LIST_HEADERS. */
-export function listCells(r: EventRow): string[] {
+/** Printable ASCII but backslash, up to escapeControl's length limit: what escapeControl returns unchanged. */
+const NOTHING_TO_ESCAPE = /^[\x20-\x5b\x5d-\x7e]{0,256}$/;
+
+/** One event's cells under LIST_HEADERS (an EventRow has these columns and more). */
+export function listCells(r: ListRow): string[] {
   return [
     formatTime(r.time),
     r.id,
@@ -77,10 +97,15 @@ export function listCells(r: EventRow): string[] {
     r.signal_name ?? '-',
     coreState(r),
     r.core_stored_size ? formatSize(r.core_stored_size) : '-',
-    escapeControl(r.kind === 'snapshot' ? `(snapshot${r.rule ? ` by rule ${r.rule}` : ''}${r.reason ? `: ${r.reason}` : ''})` : r.exe ?? (r.comm ? `(${r.comm})` : '-')),
+    escapeCell(r.kind === 'snapshot' ? `(snapshot${r.rule ? ` by rule ${r.rule}` : ''}${r.reason ? `: ${r.reason}` : ''})` : r.exe ?? (r.comm ? `(${r.comm})` : '-')),
   ];
 }
 
-export function listTable(rows: EventRow[]): string {
+/** escapeControl, without its walk over every character of the usual plain path. */
+function escapeCell(s: string): string {
+  return NOTHING_TO_ESCAPE.test(s) ? s : escapeControl(s);
+}
+
+export function listTable(rows: readonly ListRow[]): string {
   return table([...LIST_HEADERS], rows.map(listCells));
 }

@@ -54,6 +54,40 @@ function GROUP_REMOVE_OLD(guard: string): string {
      DELETE FROM crash_group_counts WHERE signature = OLD.signature AND count <= 0;`;
 }
 
+/**
+ * Migration 6's halves of keeping crash_exe_group_counts right: crash_group_counts' logic per
+ * (exe, signature). Only crashes with an exe are counted (no exe filter matches a NULL exe).
+ * The look-ups after a delete walk the signature's events by time (events_signature_time) and
+ * stop at the first crash of that exe: a signature names the executable's base name, so what
+ * is skipped is a same-named executable's crashes in another directory. The `+` keeps SQLite
+ * from walking every crash by time (events_kind_time) or every event of the exe instead: it
+ * chose the first, at milliseconds a delete on a million events. Part of that migration's
+ * text: never change them.
+ */
+function EXE_GROUP_ADD_NEW(source: string): string {
+  const newer = "(excluded.last_seen, excluded.last_id) > (last_seen, last_id)";
+  return `INSERT INTO crash_exe_group_counts (exe, signature, count, first_seen, last_seen, last_id, last_text)
+       ${source}
+       ON CONFLICT (exe, signature) DO UPDATE SET
+         count = count + 1,
+         first_seen = min(first_seen, excluded.first_seen),
+         last_seen = max(last_seen, excluded.last_seen),
+         last_id = CASE WHEN ${newer} THEN excluded.last_id ELSE last_id END,
+         last_text = CASE WHEN ${newer} THEN excluded.last_text ELSE last_text END;`;
+}
+function EXE_GROUP_REMOVE_OLD(guard: string): string {
+  const same = "+e.kind = 'crash' AND e.signature = OLD.signature AND +e.exe = OLD.exe";
+  return `UPDATE crash_exe_group_counts SET
+       count = count - 1,
+       first_seen = CASE WHEN OLD.time > first_seen THEN first_seen
+         ELSE coalesce((SELECT e.time FROM events e WHERE ${same} ORDER BY e.time LIMIT 1), first_seen) END
+     WHERE ${guard}exe = OLD.exe AND signature = OLD.signature;
+     UPDATE crash_exe_group_counts SET (last_seen, last_id, last_text) =
+       (SELECT e.time, e.id, e.signature_text FROM events e WHERE ${same} ORDER BY e.time DESC, e.id DESC LIMIT 1)
+     WHERE ${guard}exe = OLD.exe AND signature = OLD.signature AND last_id = OLD.id AND count > 0;
+     DELETE FROM crash_exe_group_counts WHERE exe = OLD.exe AND signature = OLD.signature AND count <= 0;`;
+}
+
 /** Append-only: never edit a migration that has shipped, add a new one (SCHEMA_VERSION follows). */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -174,10 +208,47 @@ const MIGRATIONS: readonly string[] = [
      ${GROUP_REMOVE_OLD("OLD.kind = 'crash' AND ")}
      ${GROUP_ADD_NEW("SELECT NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.exe, NEW.signature_text WHERE NEW.kind = 'crash' AND NEW.signature IS NOT NULL")}
    END;`,
+  // 6: `groups --exe` read every crash of the executable (63k of a busy one at a million
+  //   events). crash_exe_group_counts is crash_group_counts per (exe, signature), kept by
+  //   triggers the same way; a base name finds its paths through the index on the base name
+  //   (the same text as migration 5's), and groups() merges the paths of a signature.
+  `CREATE TABLE crash_exe_group_counts (
+     exe TEXT NOT NULL,
+     signature TEXT NOT NULL,
+     count INTEGER NOT NULL,
+     first_seen INTEGER NOT NULL,
+     last_seen INTEGER NOT NULL,
+     last_id TEXT NOT NULL,
+     last_text TEXT,
+     PRIMARY KEY (exe, signature)
+   ) WITHOUT ROWID;
+   CREATE INDEX crash_exe_group_counts_name ON crash_exe_group_counts(${EXE_NAME_SQL});
+   INSERT INTO crash_exe_group_counts (exe, signature, count, first_seen, last_seen, last_id, last_text)
+     SELECT g.exe, g.signature, g.count, g.first_seen, g.last_seen, e.id, e.signature_text
+     FROM (SELECT exe, signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen
+           FROM events WHERE kind = 'crash' AND signature IS NOT NULL AND exe IS NOT NULL GROUP BY exe, signature) g
+     JOIN events e ON e.id = (SELECT n.id FROM events n WHERE +n.kind = 'crash' AND n.signature = g.signature AND +n.exe = g.exe
+                              ORDER BY n.time DESC, n.id DESC LIMIT 1);
+   CREATE TRIGGER events_crash_exe_groups_insert AFTER INSERT ON events
+   WHEN NEW.kind = 'crash' AND NEW.signature IS NOT NULL AND NEW.exe IS NOT NULL BEGIN
+     ${EXE_GROUP_ADD_NEW('VALUES (NEW.exe, NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.signature_text)')}
+   END;
+   CREATE TRIGGER events_crash_exe_groups_delete AFTER DELETE ON events
+   WHEN OLD.kind = 'crash' AND OLD.signature IS NOT NULL AND OLD.exe IS NOT NULL BEGIN
+     ${EXE_GROUP_REMOVE_OLD('')}
+   END;
+   CREATE TRIGGER events_crash_exe_groups_update AFTER UPDATE OF id, kind, time, exe, signature, signature_text ON events
+   WHEN (OLD.kind = 'crash' AND OLD.signature IS NOT NULL AND OLD.exe IS NOT NULL)
+     OR (NEW.kind = 'crash' AND NEW.signature IS NOT NULL AND NEW.exe IS NOT NULL) BEGIN
+     ${EXE_GROUP_REMOVE_OLD("OLD.kind = 'crash' AND ")}
+     ${EXE_GROUP_ADD_NEW("SELECT NEW.exe, NEW.signature, 1, NEW.time, NEW.time, NEW.id, NEW.signature_text WHERE NEW.kind = 'crash' AND NEW.signature IS NOT NULL AND NEW.exe IS NOT NULL")}
+   END;`,
 ];
 
 /** The first schema version with crash_group_counts (a read-only open of an older index does not migrate). */
 const GROUP_COUNTS_VERSION = 5;
+/** The first schema version with crash_exe_group_counts. */
+const EXE_GROUP_COUNTS_VERSION = 6;
 
 /** The schema version an index has after all migrations (PRAGMA user_version). */
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -351,6 +422,49 @@ function eventFromArray(r: readonly unknown[]): EventRow {
   } as EventRow;
 }
 
+/** The columns `flightbox list` prints from (LIST_HEADERS in cli/format.ts), in this order. */
+const LIST_COLUMNS = [
+  'id', 'kind', 'time', 'pid', 'uid', 'signal_name', 'exe', 'comm', 'rule', 'reason', 'has_core', 'core_truncated', 'core_stored_size',
+] as const;
+
+/** What `flightbox list` shows of an event: an EventRow without the columns its table never reads. */
+export type ListRow = Pick<EventRow, (typeof LIST_COLUMNS)[number]>;
+
+function listRowFromArray(r: readonly unknown[]): ListRow {
+  return {
+    id: r[0], kind: r[1], time: r[2], pid: r[3], uid: r[4], signal_name: r[5], exe: r[6], comm: r[7], rule: r[8], reason: r[9],
+    has_core: r[10], core_truncated: r[11], core_stored_size: r[12],
+  } as ListRow;
+}
+
+/** A GroupRow from a raw row of a groups() query, whose columns all come in this order. */
+function groupFromArray(r: readonly unknown[]): GroupRow {
+  return { signature: r[0], count: r[1], first_seen: r[2], last_seen: r[3], last_id: r[4], exe: r[5], signature_text: r[6] } as GroupRow;
+}
+
+/** SQLite's BINARY order of two TEXT values (UTF-8 bytes), which JavaScript's `<` (UTF-16 units) is not past U+FFFF. */
+function compareBinary(a: unknown, b: unknown): number {
+  if (typeof a === 'string' && typeof b === 'string' && /^[\x00-\x7f]*$/.test(a) && /^[\x00-\x7f]*$/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(Buffer.from(String(a)), Buffer.from(String(b)));
+}
+
+/**
+ * Rows that SQLite returned by time, newest first, put in (time DESC, id DESC) order: only
+ * events of the same millisecond move, by id. Sorting them in SQL too costs a sort of every
+ * row with all its columns when the index already gives the time order.
+ */
+function orderSameTimeById(rows: unknown[][], time: number, id: number): void {
+  for (let a = 0; a < rows.length;) {
+    let b = a + 1;
+    while (b < rows.length && rows[b]![time] === rows[a]![time]) b++;
+    if (b - a > 1) {
+      const run = rows.slice(a, b).sort((x, y) => compareBinary(y[id], x[id]));
+      for (let k = 0; k < run.length; k++) rows[a + k] = run[k]!;
+    }
+    a = b;
+  }
+}
+
 /** A path matches exactly; a bare name matches the executable's base name (case-sensitive, as file names are). */
 function exeClause(exe: string, params: Record<string, string | number>): string {
   params.exe = exe;
@@ -479,7 +593,31 @@ export class IndexDb {
     return rows[0]!;
   }
 
+  /** Events matching `f`, every column. */
   list(f: EventFilter = {}): EventRow[] {
+    const rows = this.#select(COLUMNS, f);
+    const out = new Array<EventRow>(rows.length);
+    for (let i = 0; i < rows.length; i++) out[i] = eventFromArray(rows[i]!);
+    return out;
+  }
+
+  /** The same events as list(), with only the columns `flightbox list` prints (several times fewer values to build). */
+  listRows(f: EventFilter = {}): ListRow[] {
+    const rows = this.#select(LIST_COLUMNS, f);
+    const out = new Array<ListRow>(rows.length);
+    for (let i = 0; i < rows.length; i++) out[i] = listRowFromArray(rows[i]!);
+    return out;
+  }
+
+  /**
+   * The events matching `f` as arrays over `columns` (which hold id and time), oldest first
+   * unless reverse. Most of the time of a long list is making JavaScript values: on Node 20
+   * better-sqlite3 sets each value of a raw row on its array one call at a time, so each row
+   * comes as one JSON text instead and JSON.parse builds the array (the same values: SQLite
+   * writes a REAL with 17 digits). JSON cannot hold a BLOB, which nothing here writes: such
+   * a row makes the query run again the plain way.
+   */
+  #select(columns: readonly string[], f: EventFilter): unknown[][] {
     const where: string[] = [];
     const params: Record<string, string | number> = {};
     if (f.since !== undefined) { where.push('time >= @since'); params.since = f.since; }
@@ -494,25 +632,40 @@ export class IndexDb {
     if (f.exe !== undefined) where.push(exeClause(f.exe, params));
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
     // Newest N first, then flipped, so "-n 5" means the five most recent, shown in time order.
-    let sql = `SELECT ${COLUMNS.join(', ')} FROM events ${clause} ORDER BY time DESC, id DESC`;
-    if (f.limit !== undefined) { sql += ' LIMIT @limit'; params.limit = f.limit; }
-    const rows = (this.db.prepare(sql).raw().all(params) as unknown[][]).map(eventFromArray);
+    // With a limit SQLite orders by id too (which N is decided there); without one, by time
+    // only, as the index delivers them, and events of the same millisecond are put in id
+    // order here.
+    const limited = f.limit !== undefined;
+    const order = limited ? 'ORDER BY time DESC, id DESC LIMIT @limit' : 'ORDER BY time DESC';
+    if (limited) params.limit = f.limit!;
+    const cols = columns.join(', ');
+    let rows: unknown[][];
+    try {
+      const texts = this.db.prepare(`SELECT json_array(${cols}) FROM events ${clause} ${order}`).pluck().all(params) as string[];
+      rows = new Array<unknown[]>(texts.length);
+      for (let i = 0; i < texts.length; i++) rows[i] = JSON.parse(texts[i]!) as unknown[];
+    } catch (err) {
+      if (!/JSON cannot hold BLOB values/.test(messageOf(err))) throw err;
+      rows = this.db.prepare(`SELECT ${cols} FROM events ${clause} ${order}`).raw().all(params) as unknown[][];
+    }
+    if (!limited) orderSameTimeById(rows, columns.indexOf('time'), columns.indexOf('id'));
     return f.reverse ? rows : rows.reverse();
   }
 
   groups(f: { since?: number; exe?: string } = {}): GroupRow[] {
     const params: Record<string, string | number> = {};
     const order = 'ORDER BY count DESC, last_seen DESC, signature'; // ties in count and last seen go by signature
-    if (f.exe === undefined && this.#hasGroupCounts()) {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    // Raw rows and one object literal each: better-sqlite3 builds a row object a property at a time.
+    const rows = (sql: string): GroupRow[] => (this.#stmt(sql).raw().all(params) as unknown[][]).map(groupFromArray);
+    if (f.exe === undefined && version >= GROUP_COUNTS_VERSION) {
       // From crash_group_counts: one row per group instead of one per crash. Since a time:
       // the groups seen since then, their crashes since then counted on the partial index
       // (unless the whole group is that recent); the newest crash is the same.
       const newest = 'last_id, last_exe AS exe, last_text AS signature_text';
-      if (f.since === undefined) {
-        return this.#stmt(`SELECT signature, count, first_seen, last_seen, ${newest} FROM crash_group_counts ${order}`).all() as GroupRow[];
-      }
+      if (f.since === undefined) return rows(`SELECT signature, count, first_seen, last_seen, ${newest} FROM crash_group_counts ${order}`);
       params.since = f.since;
-      return this.#stmt(
+      return rows(
         `SELECT signature,
                 CASE WHEN first_seen >= @since THEN count ELSE
                   (SELECT count(*) FROM events e WHERE e.kind = 'crash' AND e.signature = c.signature AND e.time >= @since) END AS count,
@@ -520,24 +673,31 @@ export class IndexDb {
                   (SELECT min(e.time) FROM events e WHERE e.kind = 'crash' AND e.signature = c.signature AND e.time >= @since) END AS first_seen,
                 last_seen, ${newest}
          FROM crash_group_counts c WHERE last_seen >= @since ${order}`,
-      ).all(params) as GroupRow[];
+      );
+    }
+    if (f.exe !== undefined && f.since === undefined && version >= EXE_GROUP_COUNTS_VERSION) {
+      // From crash_exe_group_counts: a row per path and signature. A base name may name
+      // several paths: their rows of one signature add up, and the newest crash is that of
+      // the row with the newest (last seen, last id), as over the events.
+      return rows(
+        `WITH c AS (SELECT exe, signature, count, first_seen, last_seen, last_id, last_text FROM crash_exe_group_counts WHERE ${exeClause(f.exe, params)}),
+              g AS (SELECT signature, sum(count) AS count, min(first_seen) AS first_seen, max(last_seen) AS last_seen FROM c GROUP BY signature)
+         SELECT g.signature, g.count, g.first_seen, g.last_seen, n.last_id, n.exe, n.last_text AS signature_text
+         FROM g JOIN c AS n ON n.signature = g.signature
+           AND n.exe = (SELECT x.exe FROM c AS x WHERE x.signature = g.signature ORDER BY x.last_seen DESC, x.last_id DESC LIMIT 1)
+         ORDER BY g.count DESC, g.last_seen DESC, g.signature`,
+      );
     }
     const where = ["kind = 'crash'", 'signature IS NOT NULL'];
     if (f.since !== undefined) { where.push('time >= @since'); params.since = f.since; }
     if (f.exe !== undefined) where.push(exeClause(f.exe, params));
     // Counts per signature, then the newest event of each group for its id, exe and text
     // (max(id) would sort ids as strings, not by time).
-    const sql = `WITH f AS (SELECT rowid AS event_rowid, id, time, signature FROM events WHERE ${where.join(' AND ')}),
+    return rows(`WITH f AS (SELECT rowid AS event_rowid, id, time, signature FROM events WHERE ${where.join(' AND ')}),
                       g AS (SELECT signature, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen FROM f GROUP BY signature)
                  SELECT g.signature, g.count, g.first_seen, g.last_seen, last.id AS last_id, last.exe AS exe, last.signature_text AS signature_text
                  FROM g JOIN events AS last ON last.rowid = (SELECT event_rowid FROM f WHERE f.signature = g.signature ORDER BY time DESC, id DESC LIMIT 1)
-                 ORDER BY g.count DESC, g.last_seen DESC, g.signature`;
-    return this.db.prepare(sql).all(params) as GroupRow[];
-  }
-
-  /** Whether the index has crash_group_counts (a read-only open of an older index is not migrated). */
-  #hasGroupCounts(): boolean {
-    return (this.db.pragma('user_version', { simple: true }) as number) >= GROUP_COUNTS_VERSION;
+                 ORDER BY g.count DESC, g.last_seen DESC, g.signature`);
   }
 
   /** Crashes of `exe` since `since` (ms) whose core was kept: the per-executable rate limit. */

@@ -74,6 +74,13 @@ function row(over: Partial<EventRow> & { time: number }): EventRow {
 
 const ids = (rows: EventRow[]) => rows.map((r) => r.id);
 
+/** Back to schema version 5, as an index written by the flightbox before migration 6 would be. */
+function downgradeTo5(db: IndexDb): void {
+  db.db.exec(`DROP TRIGGER events_crash_exe_groups_insert; DROP TRIGGER events_crash_exe_groups_delete; DROP TRIGGER events_crash_exe_groups_update;
+              DROP TABLE crash_exe_group_counts;`);
+  db.db.pragma('user_version = 5');
+}
+
 function manifest(over: Partial<Manifest> = {}): Manifest {
   return {
     version: 1,
@@ -526,6 +533,7 @@ describe('IndexDb: migration 5 (crash_group_counts, base-name and crash-signatur
 
   /** Back to schema version 4, as an index written by an older flightbox would be. */
   function downgradeTo4(db: IndexDb): void {
+    downgradeTo5(db);
     db.db.exec(`DROP TRIGGER events_crash_groups_insert; DROP TRIGGER events_crash_groups_delete; DROP TRIGGER events_crash_groups_update;
                 DROP TABLE crash_group_counts; DROP INDEX events_exe_name_time; DROP INDEX events_crash_signature_time;`);
     db.db.pragma('user_version = 4');
@@ -534,9 +542,9 @@ describe('IndexDb: migration 5 (crash_group_counts, base-name and crash-signatur
   const crash = (n: number, sig: string | null, over: Partial<EventRow> = {}) =>
     row({ time: BASE + n * 1000, id: idAt(BASE + n * 1000, n, n.toString(16).padStart(6, '0')), pid: n, signature: sig, ...over });
 
-  it('is schema version 5', () => {
-    expect(SCHEMA_VERSION).toBe(5);
-    expect(openDb().db.pragma('user_version', { simple: true })).toBe(5);
+  it('is schema version 6 (migration 6: crash_exe_group_counts)', () => {
+    expect(SCHEMA_VERSION).toBe(6);
+    expect(openDb().db.pragma('user_version', { simple: true })).toBe(6);
   });
 
   it('an index of version 4 with crashes in it gets its counts on opening', () => {
@@ -546,7 +554,7 @@ describe('IndexDb: migration 5 (crash_group_counts, base-name and crash-signatur
     a.insert(crash(6, 's2', { kind: 'snapshot' }));
     a.close();
     const b = openDb();
-    expect(b.db.pragma('user_version', { simple: true })).toBe(5);
+    expect(b.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(counts(b)).toEqual(truth(b));
     expect(counts(b)).toEqual([
       { signature: 's1', count: 3, first_seen: BASE + 1000, last_seen: BASE + 5000, last_id: crash(5, 's1').id, last_exe: '/usr/bin/prog', last_text: 'prog SIGSEGV f|g|h' },
