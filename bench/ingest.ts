@@ -331,7 +331,7 @@ interface FlightboxSubject extends Subject {
 }
 
 /** flightbox installed with `flightbox install` on a store of the bench's own; uninstalled by close(). */
-function flightboxSubject(dir: string, suidDumpable: string, name = 'flightbox', opts: { core?: string; extra?: string } = {}): FlightboxSubject {
+function flightboxSubject(dir: string, suidDumpable: string, name = 'flightbox', opts: { core?: string; extra?: string; describe?: string } = {}): FlightboxSubject {
   const store = makeBenchStore(dir, opts);
   const cli = (args: string[]): string => {
     const r = spawnSync(process.execPath, [CLI, ...args, '--config', store.configPath], { encoding: 'utf8', timeout: 60_000 });
@@ -361,7 +361,7 @@ function flightboxSubject(dir: string, suidDumpable: string, name = 'flightbox',
     store,
     kernel: { pattern: installed.pattern, pipeLimit: installed.pipeLimit, suidDumpable },
     listeners: [],
-    note: `flightbox install (core_pipe_limit ${installed.pipeLimit}), store on the same disk, defaults but maxPerExePerHour null${opts.extra ? ', daemon running (metrics, ftrace)' : ', no daemon'}; done = its row in index.sqlite`,
+    note: `flightbox install (core_pipe_limit ${installed.pipeLimit}), store on the same disk, defaults but maxPerExePerHour null${opts.describe ? `, ${opts.describe}` : ''}; done = its row in index.sqlite`,
     check(pid, sinceWallMs) {
       let row: { bundle: string; stored: number | null; hasCore: number } | undefined;
       try {
@@ -537,7 +537,7 @@ async function setUp(opts: BenchOptions, dir: string, which: { zstd: boolean }):
       coredump = await coredumpSubject(pkg, dir, opts.log);
       made.push(coredump);
     }
-    const flightbox = flightboxSubject(join(dir, 'fbx'), suid);
+    const flightbox = flightboxSubject(join(dir, 'fbx'), suid, 'flightbox', { describe: 'no daemon' });
     made.push(flightbox);
     return {
       subjects: made, cat, zstd, coredump, flightbox, coredumpMissing, crasher,
@@ -672,7 +672,9 @@ export const smallCrash: Section = async (opts) => {
   const bench = await setUp(opts, dir, { zstd: false });
   const results = new Map<string, Measure[]>();
   let daemonNote: string | null = null;
+  let noTraceNote: string | null = null;
   const fbxDaemonName = 'flightbox + daemon';
+  const fbxNoTraceName = 'flightbox, no stack trace';
   try {
     for (let run = 0; run < runs; run++) {
       for (const s of rotate(bench.subjects, run)) {
@@ -684,7 +686,7 @@ export const smallCrash: Section = async (opts) => {
     // The same with the daemon running its default recorders (metrics, ftrace): the handler
     // then asks it to freeze before the core and for the recorders' snapshot after.
     const withDaemon = flightboxSubject(join(dir, 'fbx-daemon'), bench.cat.kernel.suidDumpable, fbxDaemonName, {
-      extra: 'recorders:\n  ftrace:\n    instance: flightbox-bench\n',
+      extra: 'recorders:\n  ftrace:\n    instance: flightbox-bench\n', describe: 'daemon running (metrics, ftrace)',
     });
     const daemon = await startBenchDaemon(withDaemon.store);
     opts.log(`daemon running (pid ${daemon.pid})`);
@@ -699,6 +701,21 @@ export const smallCrash: Section = async (opts) => {
       await daemon.stop();
       await withDaemon.close();
     }
+    // Without the stack trace: systemd-coredump's "done" (its final core file) comes before
+    // its stack trace and journal entry, flightbox's row after its stack trace.
+    const noTrace = flightboxSubject(join(dir, 'fbx-notrace'), bench.cat.kernel.suidDumpable, fbxNoTraceName, {
+      extra: 'backtrace:\n  tool: none\n', describe: 'no daemon, backtrace.tool none',
+    });
+    try {
+      for (let run = 0; run < runs; run++) {
+        const m = await crashOnce(bench.crasher, SMALL_MIB, SMALL_FILL, noTrace, opts.workDir);
+        push(results, fbxNoTraceName, m);
+        opts.log(`  small run ${run + 1}/${runs} ${fbxNoTraceName}: held ${fmtMs(m.heldMs)}, done ${fmtMs(m.doneMs)}`);
+      }
+      noTraceNote = noTrace.note;
+    } finally {
+      await noTrace.close();
+    }
   } finally {
     await bench.close();
   }
@@ -708,18 +725,18 @@ export const smallCrash: Section = async (opts) => {
   const sdHeld = sd ? med(sd, (m) => m.heldMs) : null;
   const sdDone = sd ? med(sd, (m) => m.doneMs) : null;
   const c = `${SMALL_MIB} MiB ${SMALL_FILL}, 4 threads`;
-  const names = [...bench.subjects.map((s) => s.name), fbxDaemonName];
+  const names = [...bench.subjects.map((s) => s.name), fbxDaemonName, fbxNoTraceName];
   for (const name of names) {
     const ms = results.get(name) ?? [];
-    const isFbx = name === bench.flightbox.name || name === fbxDaemonName;
-    const subjectNote = name === fbxDaemonName ? daemonNote ?? '' : bench.subjects.find((s) => s.name === name)?.note ?? '';
+    const isFbx = name === bench.flightbox.name || name === fbxDaemonName || name === fbxNoTraceName;
+    const subjectNote = name === fbxDaemonName ? daemonNote ?? '' : name === fbxNoTraceName ? noTraceNote ?? '' : bench.subjects.find((s) => s.name === name)?.note ?? '';
     const extra = isFbx ? `; ${flightboxBreakdown(ms)}` : '';
     const held = med(name, (m) => m.heldMs);
     const done = med(name, (m) => m.doneMs);
     const refNote = sd ? 'ratio to systemd-coredump' : `ratio: ${bench.coredumpMissing}`;
     const heldRow: Row = { section: SECTION_SMALL, case: `held: ${c}`, subject: name, value: held, unit: 'ms', runs: ms.length, ratio: ratio(held, sdHeld), note: `${refNote}; ${subjectNote}${extra}` };
     const doneRow: Row = { section: SECTION_SMALL, case: `${isFbx ? 'indexed' : 'done'}: ${c}`, subject: name, value: done, unit: 'ms', runs: ms.length, ratio: ratio(done, sdDone), note: refNote };
-    if (isFbx) {
+    if (isFbx && name !== fbxNoTraceName) {
       heldRow.target = '≤ 60 ms';
       heldRow.met = held === null ? null : held <= 60;
       doneRow.target = sd ? '≤ systemd-coredump done' : 'systemd-coredump not measured';
