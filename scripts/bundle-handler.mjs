@@ -15,46 +15,23 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outfile = join(root, 'dist/handler/flightbox-handler-main.cjs');
 const startfile = join(root, 'dist/handler/flightbox-handler.cjs');
 
+/** What every file built here shares: one CommonJS file for node 20. */
+const common = { absWorkingDir: root, bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
+
 await build({
-  absWorkingDir: root,
+  ...common,
   entryPoints: ['handler/main.ts'],
   outfile,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
   packages: 'external',
   // The modules find their packages and siblings relative to their own file: in the bundle
   // that is the bundle's own file.
   define: { 'import.meta.url': '__flightboxModuleUrl' },
   banner: { js: "'use strict';\nconst __flightboxModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'none',
-  logLevel: 'warning',
 });
-await build({
-  absWorkingDir: root,
-  entryPoints: ['handler/start.ts'],
-  outfile: startfile,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  banner: { js: '#!/usr/bin/env node' },
-  legalComments: 'none',
-  logLevel: 'warning',
-});
+await build({ ...common, entryPoints: ['handler/start.ts'], outfile: startfile, banner: { js: '#!/usr/bin/env node' }, legalComments: 'none' });
 // The yaml package as one file (lib/yaml.ts loads it): loading its ~60 files one by one cost
 // ~50 ms of every CLI command and every parse of the config.
-await build({
-  absWorkingDir: root,
-  entryPoints: ['yaml'],
-  outfile: join(root, 'dist/vendor/yaml.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  legalComments: 'inline',
-  logLevel: 'warning',
-});
+await build({ ...common, entryPoints: ['yaml'], outfile: join(root, 'dist/vendor/yaml.cjs'), legalComments: 'inline' });
 chmodSync(outfile, 0o644);
 chmodSync(startfile, 0o755);

@@ -1,30 +1,13 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useTempIndex } from './index-fixture.js';
 import { FlightboxError } from '../../lib/errors.js';
-import { INDEX_FILE, IndexDb, SCHEMA_VERSION, rowFromManifest, type EventRow } from '../../store/index-db.js';
+import { IndexDb, SCHEMA_VERSION, rowFromManifest, type EventRow } from '../../store/index-db.js';
 import type { Manifest } from '../../store/manifest.js';
 
-let dir: string;
-let path: string;
-const open: IndexDb[] = [];
-
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'fbx-index-'));
-  path = join(dir, INDEX_FILE);
-});
-afterEach(() => {
-  for (const db of open.splice(0)) db.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function openDb(opts: { readonly?: boolean } = {}): IndexDb {
-  const db = new IndexDb(path, { busyTimeoutMs: 2000, ...opts });
-  open.push(db);
-  return db;
-}
+const idx = useTempIndex('fbx-index-');
+const openDb = idx.openDb;
 
 const BASE = Date.UTC(2026, 10, 26, 6, 0, 0);
 let seq = 0;
@@ -189,11 +172,11 @@ describe('rowFromManifest', () => {
 describe('IndexDb: opening', () => {
   it('creates the file, in WAL mode, at the latest schema version', () => {
     const db = openDb();
-    expect(existsSync(path)).toBe(true);
+    expect(existsSync(idx.path)).toBe(true);
     expect(db.db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     db.insert(row({ time: BASE }));
-    expect(existsSync(`${path}-wal`)).toBe(true);
+    expect(existsSync(`${idx.path}-wal`)).toBe(true);
   });
 
   it('two instances on the same file work together; migrations are applied once', () => {
@@ -223,7 +206,7 @@ describe('IndexDb: opening', () => {
 
   it('an index from a newer flightbox is refused with STORE_CORRUPT', () => {
     openDb().close();
-    const raw = new Database(path);
+    const raw = new Database(idx.path);
     raw.pragma('user_version = 99');
     raw.close();
     let err: unknown;
@@ -238,19 +221,19 @@ describe('IndexDb: opening', () => {
   });
 
   it('a file that is not SQLite is STORE_CORRUPT', () => {
-    writeFileSync(path, 'this is not a database, just some text that is long enough to have a header\n'.repeat(20));
+    writeFileSync(idx.path, 'this is not a database, just some text that is long enough to have a header\n'.repeat(20));
     expect(() => openDb()).toThrow(FlightboxError);
     try {
       openDb();
     } catch (e) {
       expect((e as FlightboxError).code).toBe('STORE_CORRUPT');
-      expect((e as Error).message).toContain(path);
+      expect((e as Error).message).toContain(idx.path);
     }
   });
 
   it('readonly on a missing file is STORE_CORRUPT and creates nothing', () => {
     expect(() => openDb({ readonly: true })).toThrow(/cannot open the index/);
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(idx.path)).toBe(false);
   });
 
   it('readonly on an existing index can read but not write', () => {

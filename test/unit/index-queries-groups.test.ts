@@ -1,30 +1,12 @@
 // `groups --exe` from migration 6's crash_exe_group_counts: kept right by triggers through
 // every kind of write, added to an index of the previous version on opening (its data kept),
 // and giving what the events themselves say, for a path and for a base name shared by paths.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { INDEX_FILE, IndexDb, SCHEMA_VERSION, type EventRow } from '../../store/index-db.js';
+import { describe, expect, it } from 'vitest';
+import { useTempIndex } from './index-fixture.js';
+import { IndexDb, SCHEMA_VERSION, type EventRow } from '../../store/index-db.js';
 
-let dir: string;
-let path: string;
-const open: IndexDb[] = [];
-
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'fbx-groups-'));
-  path = join(dir, INDEX_FILE);
-});
-afterEach(() => {
-  for (const db of open.splice(0)) db.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function openDb(opts: { readonly?: boolean } = {}): IndexDb {
-  const db = new IndexDb(path, { busyTimeoutMs: 2000, ...opts });
-  open.push(db);
-  return db;
-}
+const idx = useTempIndex('fbx-groups-');
+const openDb = idx.openDb;
 
 const BASE = Date.UTC(2026, 10, 26, 6, 0, 0);
 
