@@ -1,6 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { useTempIndex } from './index-fixture.js';
 import { FlightboxError } from '../../lib/errors.js';
 import { IndexDb, SCHEMA_VERSION, rowFromManifest, type EventRow } from '../../store/index-db.js';
