@@ -760,6 +760,37 @@ interface StormMeasure {
   peakAnon: number;
   peakRss: number;
   peakHandlers: number;
+  /** flightbox: where the crashes that got no row went (bundles, spool markers, log warnings). */
+  missing?: string;
+}
+
+/**
+ * What became of the crashes of `missing` pids in a flightbox store: published bundles of
+ * theirs, spool markers (published, index locked past busyTimeout), the store log's warnings.
+ */
+export function whereMissing(root: string, missing: readonly number[]): string {
+  const count = (dir: string, keep: (name: string) => boolean): number => {
+    try {
+      return readdirSync(dir).filter(keep).length;
+    } catch {
+      return 0;
+    }
+  };
+  const ofMissing = (name: string): boolean => missing.some((pid) => name.includes(`-${pid}-`));
+  let bundles = 0;
+  for (const day of existsSync(join(root, 'bundles')) ? readdirSync(join(root, 'bundles')) : []) bundles += count(join(root, 'bundles', day), ofMissing);
+  const spooled = count(join(root, 'spool'), ofMissing);
+  const staging = count(join(root, 'staging'), ofMissing);
+  let warnings: string[] = [];
+  try {
+    warnings = readFileSync(join(root, 'flightbox.log'), 'utf8').split('\n')
+      .filter((l) => !/ info /.test(l) && l.trim() !== '' && missing.some((pid) => l.includes(`-${pid}-`) || l.includes(`pid=${pid} `)))
+      .map((l) => l.slice(0, 300));
+  } catch {
+    // no log
+  }
+  return `pids ${missing.join(' ')}: ${bundles} published, ${spooled} spooled, ${staging} left in staging` +
+    (warnings.length > 0 ? `; log: ${warnings.slice(0, 3).join(' | ')}` : '; no warning in the store log');
 }
 
 async function stormOnce(crasher: string, n: number, windowMs: number, subject: Subject, workDir: string): Promise<StormMeasure> {
@@ -805,9 +836,12 @@ async function stormOnce(crasher: string, n: number, windowMs: number, subject: 
   const lastReap = f && typeof f.lastReapNs === 'number' ? f.lastReapNs : null;
   const lastDone = doneAt.size > 0 ? Math.max(...doneAt.values()) : null;
   await waitQuiet(subject.listeners);
+  const lost = pids.filter((pid) => !doneAt.has(pid));
+  const missing = lost.length > 0 && 'store' in subject ? whereMissing((subject as FlightboxSubject).store.root, lost) : undefined;
   for (const pid of pids) subject.discard(pid);
   settleDisk(workDir);
   return {
+    missing,
     subject: subject.name,
     done: doneAt.size,
     cores,
@@ -849,7 +883,8 @@ export const storm: Section = async (opts) => {
     const all = ms.map((m) => `${m.done}`).join(', ');
     const indexedRow: Row = {
       section: SECTION_STORM, case: `${isFbx ? 'indexed' : 'done'}: ${c}`, subject: s.name, value: done, unit: 'count', runs: ms.length,
-      note: `per run: ${all}; with their core: ${ms.map((m) => m.cores).join(', ')}; ${s.note}`,
+      note: `per run: ${all}; with their core: ${ms.map((m) => m.cores).join(', ')}; ${s.note}` +
+        ms.map((m, i) => (m.missing ? `; run ${i + 1} without a row: ${m.missing}` : '')).join(''),
     };
     if (isFbx) {
       indexedRow.target = `${n} of ${n}`;
