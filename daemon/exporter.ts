@@ -273,7 +273,7 @@ export class MetricsCollector {
   #baseline: Promise<void> | null = null;
   #inFlight: Promise<MetricFamily[]> | null = null;
   #cached: { at: number; families: MetricFamily[] } | null = null;
-  #usage: { at: number; ms: number; value: Usage } | null = null;
+  #usage: { at: number; ms: number; value: Usage; maxRowid: number } | null = null;
   #lastCollectMs = 0;
 
   constructor(src: ExporterSource) {
@@ -367,12 +367,32 @@ export class MetricsCollector {
 
   async #readUsage(): Promise<Usage> {
     const now = this.#now();
-    if (this.#usage && now >= this.#usage.at && now - this.#usage.at < Math.max(MIN_COLLECT_INTERVAL_MS, USAGE_COST_FACTOR * this.#usage.ms)) return this.#usage.value;
-    const t0 = performance.now();
     const max = this.#statements().maxRowid.get() as number;
+    const cached = this.#usage;
+    if (cached && now >= cached.at && now - cached.at < Math.max(MIN_COLLECT_INTERVAL_MS, USAGE_COST_FACTOR * cached.ms)) {
+      // Still fresh, but events indexed since are added at once (rowids only grow), so the
+      // usage never lags the crash counters read in the same collection; deletions show at
+      // the next full reading.
+      if (max > cached.maxRowid) {
+        const byKind = new Map([...cached.value.byKind].map(([k, u]) => [k, { ...u }]));
+        await this.#addUsage(byKind, cached.maxRowid, max);
+        cached.value = { byKind };
+        cached.maxRowid = max;
+      }
+      return cached.value;
+    }
+    const t0 = performance.now();
     const byKind = new Map<string, { n: number; bytes: number; pinned: number }>();
-    for (let lo = 0; lo < max; lo += SCAN_STEP_ROWS) {
-      for (const r of this.#statements().usageIn.iterate(lo, Math.min(max, lo + SCAN_STEP_ROWS)) as Iterable<{ kind: string; n: number; bytes: number; pinned: number }>) {
+    await this.#addUsage(byKind, 0, max);
+    const value = { byKind };
+    this.#usage = { at: now, ms: performance.now() - t0, value, maxRowid: max };
+    return value;
+  }
+
+  /** Add the usage of the events with rowid in (lo, hi], a step at a time. */
+  async #addUsage(byKind: Usage['byKind'], from: number, hi: number): Promise<void> {
+    for (let lo = from; lo < hi; lo += SCAN_STEP_ROWS) {
+      for (const r of this.#statements().usageIn.iterate(lo, Math.min(hi, lo + SCAN_STEP_ROWS)) as Iterable<{ kind: string; n: number; bytes: number; pinned: number }>) {
         const u = byKind.get(r.kind) ?? { n: 0, bytes: 0, pinned: 0 };
         u.n += r.n;
         u.bytes += r.bytes;
@@ -381,9 +401,6 @@ export class MetricsCollector {
       }
       await nextTurn();
     }
-    const value = { byKind };
-    this.#usage = { at: now, ms: performance.now() - t0, value };
-    return value;
   }
 
   /** The families, read again unless the last reading is fresher than MIN_COLLECT_INTERVAL_MS; one reading at a time. */

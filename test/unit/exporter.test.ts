@@ -328,6 +328,24 @@ describe('MetricsCollector over a real index', () => {
     expect(sampleOf(p, 'flightbox_store_events', { kind: 'crash' })).toBe(5);
   });
 
+  it('the store usage, though read in full only now and then, counts an event as soon as it is indexed', async () => {
+    const ix = store.index();
+    ix.insert(row({ time: T0 - 5000, bundle_size: 1000 }));
+    const c = collector();
+    const a = parseExposition(renderExposition(await c.collect()));
+    expect(sampleOf(a, 'flightbox_store_events', { kind: 'crash' })).toBe(1);
+    expect(sampleOf(a, 'flightbox_store_bytes', { kind: 'crash' })).toBe(1000);
+    // well within the usage's cache time: the crash counter and the usage must agree anyway
+    ix.insert(row({ time: T0 - 10, bundle_size: 234 }));
+    ix.insert(row({ time: T0 - 5, kind: 'snapshot', exe: null, signal: null, signal_name: null, rule: 'r', bundle_size: 7 }));
+    clock += 10;
+    const b = parseExposition(renderExposition(await c.collect()));
+    expect(sampleOf(b, 'flightbox_store_events', { kind: 'crash' })).toBe(2);
+    expect(sampleOf(b, 'flightbox_store_bytes', { kind: 'crash' })).toBe(1234);
+    expect(sampleOf(b, 'flightbox_store_events', { kind: 'snapshot' })).toBe(1);
+    expect(b.samples.filter((x) => x.name === 'flightbox_crashes_total').reduce((n, x) => n + x.value, 0)).toBe(2);
+  });
+
   it('readings closer together than a second are shared; the final reading says the daemon is down', async () => {
     const c = collector([{ name: 'metrics', state: 'running' }]);
     const a = await c.current();
