@@ -19,7 +19,7 @@ import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
 import { findProgram } from '../lib/programs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
-import type { CoreInfo, CrashProcess, Manifest, RecorderSummary } from '../store/manifest.js';
+import type { CodeCacheState, CoreInfo, CrashProcess, Manifest, RecorderSummary } from '../store/manifest.js';
 import type { OutboxRequest } from '../store/index-db.js';
 import { acquireHandlerSlot, type HandlerSlot } from '../store/handler-slots.js';
 import { Store } from '../store/store.js';
@@ -27,6 +27,7 @@ import type { Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { NATIVE_COPY_AFTER_BYTES, streamCore } from './core-writer.js';
 import { readProcState } from './proc-reader.js';
+import { CODE_CACHE_STATE } from './run-dir.js';
 
 // Only what the hold path needs is imported statically: every module loaded before the core
 // is read holds the crashed process. The rest (control socket, stack trace, compression,
@@ -112,8 +113,8 @@ function releaseInput(fd: number): void {
 }
 
 /** What the loader (handler/start.ts) did with the code cache; nothing when run unbundled. */
-function codeCacheState(): { codeCache?: Manifest['handler']['codeCache'] } {
-  const v = (globalThis as Record<symbol, unknown>)[Symbol.for('flightbox.handler.codeCache')];
+function codeCacheState(): { codeCache?: CodeCacheState } {
+  const v = (globalThis as Record<symbol, unknown>)[CODE_CACHE_STATE];
   return v === 'used' || v === 'made' || v === 'rejected' || v === 'off' ? { codeCache: v } : {};
 }
 

@@ -9,12 +9,12 @@
 // the Nth concurrent one ("over core_pipe_limit, skipping core dump"). With 0 it never
 // skips; /proc/<pid> then stays readable only until the core has been read from stdin,
 // which is why the handler reads /proc first.
-import { existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
-import { ensureSecureDir, readSmallNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
+import { ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -108,17 +108,6 @@ export function readInstallState(cfg: Config): InstallState | null {
   }
 }
 
-function writeAtomically(dir: string, name: string, content: string, mode: number): void {
-  const tmp = `.${name}.${process.pid}.tmp`;
-  try {
-    unlinkSync(join(dir, tmp));
-  } catch {
-    // not there
-  }
-  writeFileExclusive(dir, tmp, content, mode);
-  renameSync(join(dir, tmp), join(dir, name));
-}
-
 export function installHandler(cfg: Config, opts: InstallOptions): { state: InstallState; alreadyInstalled: boolean } {
   const kernel = opts.kernel ?? KERNEL_PATHS;
   const launcher = launcherPath(cfg);
@@ -136,7 +125,7 @@ export function installHandler(cfg: Config, opts: InstallOptions): { state: Inst
   const existing = readInstallState(cfg);
   const alreadyInstalled = existing !== null && current === existing.pattern;
 
-  writeAtomically(dirname(launcher), basename(launcher), launcherScript(opts.nodePath ?? process.execPath, opts.handlerPath ?? defaultHandlerPath(), opts.configPath), 0o700);
+  writeFileAtomic(dirname(launcher), basename(launcher), launcherScript(opts.nodePath ?? process.execPath, opts.handlerPath ?? defaultHandlerPath(), opts.configPath), 0o700);
 
   // Keep the values from before the first install: re-installing must not make our own
   // pattern the one to "restore".
@@ -166,7 +155,7 @@ export function installHandler(cfg: Config, opts: InstallOptions): { state: Inst
     dropIn,
   };
   // State first: if anything below fails, uninstall still knows what to restore.
-  writeAtomically(cfg.store.root, INSTALL_STATE_FILE, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+  writeFileAtomic(cfg.store.root, INSTALL_STATE_FILE, `${JSON.stringify(state, null, 2)}\n`, 0o600);
 
   if (readKernel(kernel.corePipeLimit) !== '0') writeKernel(kernel.corePipeLimit, '0');
   writeKernel(kernel.corePattern, pattern);
@@ -176,7 +165,7 @@ export function installHandler(cfg: Config, opts: InstallOptions): { state: Inst
     throw new FlightboxError('INSTALL_FAILED', `the kernel kept ${JSON.stringify(readBack)} instead of ${JSON.stringify(pattern)}; restored the previous pattern`);
   }
   if (persistent && dropIn) {
-    writeAtomically(dirname(dropIn.path), basename(dropIn.path), [
+    writeFileAtomic(dirname(dropIn.path), basename(dropIn.path), [
       '# Written by `flightbox install`; `flightbox uninstall` restores what was here before.',
       `kernel.core_pattern = ${pattern}`,
       'kernel.core_pipe_limit = 0',
@@ -214,7 +203,7 @@ export function uninstallHandler(cfg: Config, opts: { kernel?: KernelPaths } = {
         if (errnoCode(err) !== 'ENOENT') throw err;
       }
     } else {
-      writeAtomically(dirname(state.dropIn.path), basename(state.dropIn.path), state.dropIn.previousContent, 0o644);
+      writeFileAtomic(dirname(state.dropIn.path), basename(state.dropIn.path), state.dropIn.previousContent, 0o644);
     }
   }
   try {

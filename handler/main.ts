@@ -3,7 +3,7 @@
 //   main.js [--config FILE] -- %P %i %I %u %g %s %t %c %h %d %F
 // No stdout or stderr exists here; everything goes to /dev/kmsg and the store's log.
 // A broken config falls back to the defaults: a crash must still be recorded.
-import { readFileSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,16 +12,17 @@ import { DEFAULT_CONFIG_PATH, formatConfigIssue, loadConfig, type LoadedConfig }
 import { errnoCode, messageOf } from '../lib/errors.js';
 import { kmsg } from '../lib/log.js';
 import { vendoredYamlPath } from '../lib/yaml.js';
-import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
+import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { captureCrash } from './capture.js';
+import { HANDLER_RUN_DIR } from './run-dir.js';
 
 /**
  * Parsed configs, so that a crash does not wait for the YAML parser: loading it and parsing
  * a config costs 60-90 ms, about as much as starting node, and every millisecond before the
- * core is read holds the crashed process. A root-only directory on tmpfs (gone at boot); an
- * entry holds what its config holds, secrets included, and is as private (0600).
+ * core is read holds the crashed process. In the handler's run directory (handler/run-dir.ts);
+ * an entry holds what its config holds, secrets included, and is as private (0600).
  */
-const CONFIG_CACHE_DIR = '/run/flightbox';
+const CONFIG_CACHE_DIR = HANDLER_RUN_DIR;
 const CONFIG_CACHE_FORMAT = 1;
 const CONFIG_CACHE_MAX_BYTES = 1024 * 1024;
 /** Enough for every config of a host; the oldest go when there are more (temporary configs of tests). */
@@ -113,14 +114,7 @@ function loadHandlerConfig(path: string, explicit: boolean): ConfigLoad {
       const json = JSON.stringify(entry);
       if (!isDeepStrictEqual(JSON.parse(json), entry) || readFileSync(path, 'utf8') !== text || json.length > CONFIG_CACHE_MAX_BYTES) return;
       ensureSecureDir(CONFIG_CACHE_DIR, 0o700);
-      const tmp = `.${name}.${process.pid}.tmp`;
-      try {
-        unlinkSync(join(CONFIG_CACHE_DIR, tmp));
-      } catch {
-        // not there
-      }
-      writeFileExclusive(CONFIG_CACHE_DIR, tmp, json, 0o600, { sync: false });
-      renameSync(join(CONFIG_CACHE_DIR, tmp), join(CONFIG_CACHE_DIR, name));
+      writeFileAtomic(CONFIG_CACHE_DIR, name, json, 0o600);
       const names = readdirSync(CONFIG_CACHE_DIR).filter((n) => n.startsWith('config-'));
       if (names.length > CONFIG_CACHE_MAX_ENTRIES) {
         const byAge = names.map((n) => ({ n, t: statSync(join(CONFIG_CACHE_DIR, n)).mtimeMs })).sort((a, b) => a.t - b.t);

@@ -1,7 +1,7 @@
 // Safe file creation for a root process working next to hostile data: directories we
 // create are checked for owner and mode, every file is created with O_EXCL|O_NOFOLLOW so
 // a planted symlink, hardlink target or FIFO makes the write fail instead of redirecting it.
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FlightboxError, errnoCode } from './errors.js';
 
@@ -143,14 +143,48 @@ export function ensurePrivateFile(path: string, create: boolean): void {
 
 /** Read at most `max` bytes of a small file without following a symlink. */
 export function readSmallNoFollow(path: string, max = 65536): string {
-  const fd = openSync(path, O_RDONLY | O_NOFOLLOW);
+  return readNoFollow(path, max).toString('utf8');
+}
+
+/**
+ * The first `max` bytes of a file, opened without following a symlink and without blocking
+ * on a FIFO (which then fails instead of hanging the reader).
+ */
+export function readNoFollow(path: string, max: number): Buffer {
+  const fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
-    const buf = Buffer.allocUnsafe(max);
+    const st = fstatSync(fd);
+    const want = st.isFile() && st.size < max ? st.size : max;
+    const buf = Buffer.allocUnsafe(want);
     let n = 0;
-    for (let r = 1; r > 0 && n < max; n += r) r = readSync(fd, buf, n, max - n, null);
-    return buf.subarray(0, n).toString('utf8');
+    for (let r = 1; r > 0 && n < want; n += r) r = readSync(fd, buf, n, want - n, null);
+    return buf.subarray(0, n);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Replace `dir/name` with `data` atomically: written under a temporary name of this process
+ * (a stale one removed first) with O_EXCL|O_NOFOLLOW and fsync, then renamed over the old.
+ */
+export function writeFileAtomic(dir: string, name: string, data: string | Uint8Array, mode = 0o600): void {
+  const tmp = `.${name}.${process.pid}.tmp`;
+  try {
+    unlinkSync(join(dir, tmp));
+  } catch {
+    // not there
+  }
+  try {
+    writeFileExclusive(dir, tmp, data, mode);
+    renameSync(join(dir, tmp), join(dir, name));
+  } catch (err) {
+    try {
+      unlinkSync(join(dir, tmp));
+    } catch {
+      // never written
+    }
+    throw err;
   }
 }
 

@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { builtin } from '../lib/builtin.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 
+/** What the handler's loader did with V8's code cache (handler/start.ts). */
+export type CodeCacheState = 'used' | 'made' | 'rejected' | 'off';
+
 export const MANIFEST_NAME = 'manifest.json';
 export const MANIFEST_VERSION = 1;
 export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
@@ -107,7 +110,7 @@ export interface Manifest {
    * codeCache: whether the handler's compiled code came from its cache (handler/start.ts):
    * used, made (none yet), rejected (stale), off (no cache directory); absent when unbundled.
    */
-  handler: { version: string; pid: number; codeCache?: 'used' | 'made' | 'rejected' | 'off' };
+  handler: { version: string; pid: number; codeCache?: CodeCacheState };
 }
 
 /** The host part of a manifest: read once per event. */
