@@ -6,13 +6,13 @@
 // a path the container names to mean the same file on the host.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { IS_ROOT, runCli, waitFor } from '../helpers.js';
 import {
-  RAW_CONTROL, compileFixture, handlersDone, installHandler, killHandlers, manifestOf, secStore, treeState, waitEvent,
-  type SecStore,
+  RAW_CONTROL, handlersDone, installHandler, killHandlers, manifestOf, secStore, treeState, waitEvent,
+  type SecStore, useSecCrasher,
 } from './sec-helpers.js';
 
 /** A hostname the crashed process chose (%h): escapes, spaces and shell syntax, no newline (the kernel stops there). */
@@ -63,20 +63,12 @@ function childrenOf(pid: number): number[] {
 }
 
 describe.skipIf(!IS_ROOT)('a crash inside a pid and mount namespace', () => {
-  let work: string;
-  let crasher: string;
+  const crasher = useSecCrasher();
   let s: SecStore | undefined;
   let kernel: { restore(): void } | undefined;
   let ctr: Container | undefined;
   const hostPaths: string[] = [];
 
-  beforeAll(() => {
-    work = mkdtempSync('/tmp/fbx-sec-bin-');
-    crasher = compileFixture('sec-crasher', work);
-  });
-  afterAll(() => {
-    rmSync(work, { recursive: true, force: true });
-  });
   afterEach(async () => {
     try {
       // --kill-child: the namespace's pid 1 and everything in it die with unshare; its mounts go with it.
@@ -99,7 +91,7 @@ describe.skipIf(!IS_ROOT)('a crash inside a pid and mount namespace', () => {
   async function startContainer(st: SecStore, ctrDir: string): Promise<Container> {
     const cwd = join(st.dir, 'ctr-cwd');
     const unshare = spawn('unshare', ['--pid', '--mount', '--uts', '--fork', '--mount-proc', '--kill-child', 'sh', '-c', CONTAINER_SCRIPT], {
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', BIN: crasher, CWD: cwd, CTR: ctrDir, HOSTILE: HOSTILE_HOSTNAME },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', BIN: crasher.path, CWD: cwd, CTR: ctrDir, HOSTILE: HOSTILE_HOSTNAME },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';

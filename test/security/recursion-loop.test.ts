@@ -3,14 +3,14 @@
 // dumps nothing for them), and the flightbox daemon killed with SIGSEGV is captured once,
 // by one handler, and nothing follows. Both through the real kernel core_pattern.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, IS_ROOT, sleep, waitFor } from '../helpers.js';
 import { restoreKernelState, saveKernelState } from '../system/kernel.js';
 import {
-  bundleDirs, compileFixture, exitWithin, flightboxKmsg, handlerPids, installHandler, killHandlers, kmsgMark, listEvents,
-  readKmsg, secStore, startCrash, type SecStore,
+  bundleDirs, exitWithin, flightboxKmsg, handlerPids, installHandler, killHandlers, kmsgMark, listEvents,
+  readKmsg, secStore, startCrash, type SecStore, useSecCrasher,
 } from './sec-helpers.js';
 
 /** How long to watch for a second handler, a second event, a loop. */
@@ -33,18 +33,10 @@ function sampleHandlers(configPath: string): { seen: Set<number>; max: () => num
 }
 
 describe.skipIf(!IS_ROOT)('no recursion and no loop', () => {
-  let work: string;
-  let crasher: string;
+  const crasher = useSecCrasher();
   let s: SecStore | undefined;
   let restore: (() => void) | undefined;
 
-  beforeAll(() => {
-    work = mkdtempSync('/tmp/fbx-sec-bin-');
-    crasher = compileFixture('sec-crasher', work);
-  });
-  afterAll(() => {
-    rmSync(work, { recursive: true, force: true });
-  });
   afterEach(async () => {
     try {
       if (s) await killHandlers(s.configPath);
@@ -61,7 +53,7 @@ describe.skipIf(!IS_ROOT)('no recursion and no loop', () => {
     const k = installHandler(s);
     restore = () => k.restore();
     const mark = kmsgMark();
-    const c = startCrash(crasher, [], { env: { SEC_COMM: 'fbx-bigcore', SEC_BIG_MB: '1024' } });
+    const c = startCrash(crasher.path, [], { env: { SEC_COMM: 'fbx-bigcore', SEC_BIG_MB: '1024' } });
 
     // The handler, caught in the middle of the core.
     const staging = join(s.root, 'staging');

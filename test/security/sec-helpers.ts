@@ -5,7 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { FIXTURES, HANDLER, readJson, runCli, sleep, waitFor } from '../helpers.js';
 import { restoreKernelState, saveKernelState, type KernelState } from '../system/kernel.js';
 
@@ -119,6 +119,23 @@ export async function exitWithin<T>(p: Promise<T>, ms: number, what: string): Pr
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The sec-crasher fixture compiled once for a describe block (call it there), in a temp
+ * directory of its own that is removed afterwards. `path` is valid from beforeAll on.
+ */
+export function useSecCrasher(): { readonly path: string } {
+  let dir = '';
+  let path = '';
+  beforeAll(() => {
+    dir = mkdtempSync('/tmp/fbx-sec-bin-');
+    path = compileFixture('sec-crasher', dir);
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return { get path() { return path; } };
 }
 
 /** Compile a C fixture into `outDir` (the name without .c); `shared` builds a .so. */

@@ -3,14 +3,14 @@
 // crash handler, run by the real kernel, writes nothing into it and says why in the kernel
 // log; the CLI exits non-zero with one sentence.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { IS_ROOT, runCli } from '../helpers.js';
 import { expectOneSentence } from '../system/procs.js';
 import {
-  compileFixture, exitWithin, handlersDone, installHandler, killHandlers, kmsgMark, mkdirMode, secStore, startCrash, treeState,
-  waitKmsg, type SecStore,
+  exitWithin, handlersDone, installHandler, killHandlers, kmsgMark, mkdirMode, secStore, startCrash, treeState,
+  waitKmsg, type SecStore, useSecCrasher,
 } from './sec-helpers.js';
 
 const NOBODY = 65534;
@@ -86,18 +86,10 @@ const CASES: Case[] = [
 ];
 
 describe.skipIf(!IS_ROOT)('a store that others can write to is refused', () => {
-  let work: string;
-  let crasher: string;
+  const crasher = useSecCrasher();
   let s: SecStore | undefined;
   let kernel: { restore(): void } | undefined;
 
-  beforeAll(() => {
-    work = mkdtempSync('/tmp/fbx-sec-bin-');
-    crasher = compileFixture('sec-crasher', work);
-  });
-  afterAll(() => {
-    rmSync(work, { recursive: true, force: true });
-  });
   afterEach(async () => {
     try {
       if (s) await killHandlers(s.configPath);
@@ -124,7 +116,7 @@ describe.skipIf(!IS_ROOT)('a store that others can write to is refused', () => {
     const before = treeState(untouched);
 
     const mark = kmsgMark();
-    const crash = startCrash(crasher, [], { env: { SEC_COMM: 'fbx-unsafe' } });
+    const crash = startCrash(crasher.path, [], { env: { SEC_COMM: 'fbx-unsafe' } });
     const exit = await exitWithin(crash.exited, 5000, 'the crashed process exiting');
     expect(exit.signal).toBe('SIGSEGV');
     expect(await handlersDone(s.configPath, 20_000)).toBe(true);

@@ -9,33 +9,16 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseExposition, type ParsedSample } from '../exposition.js';
 import { IS_ROOT, makeTempStore, runCli, waitFor, type TempStore } from '../helpers.js';
 import { startDaemon, stopDaemon, waitRunning, type DaemonProc } from './daemon-proc.js';
 import { compileWaiter, gcore, kernelArgs, runHandler, startProcess, stopAll, stopProcess } from './procs.js';
 
 // ---------------------------------------------------------------------------------------
-// The text format, read strictly (only \\, \" and \n escape inside a label value).
+// The text format, read strictly (test/exposition.ts).
 
-interface Sample { name: string; labels: Record<string, string>; value: number }
-
-function parseExposition(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.replace(/\n$/, '').split('\n')) {
-    if (/^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* /.test(line)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`not a sample line: ${JSON.stringify(line)}`);
-    const labels: Record<string, string> = {};
-    let rest = m[2] ?? '';
-    while (rest !== '') {
-      const l = /^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/.exec(rest);
-      if (!l) throw new Error(`bad labels in ${JSON.stringify(line)}`);
-      labels[l[1]!] = l[2]!.replace(/\\([\\"n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
-      rest = rest.slice(l[0].length);
-    }
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
+type Sample = ParsedSample;
+const samplesOf = (text: string): Sample[] => parseExposition(text).samples;
 
 const value = (samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined =>
   samples.find((s) => s.name === name && JSON.stringify(s.labels) === JSON.stringify(labels))?.value;
@@ -61,7 +44,7 @@ function httpGet(port: number, path = '/metrics', method = 'GET'): Promise<{ sta
 async function metrics(port: number): Promise<Sample[]> {
   const r = await httpGet(port);
   expect(r.status).toBe(200);
-  return parseExposition(r.body);
+  return samplesOf(r.body);
 }
 
 /** Poll an asynchronous condition every 100 ms until it holds (or fail after `ms`). */
@@ -198,7 +181,7 @@ describe.skipIf(!IS_ROOT)('monitoring: Prometheus, node_exporter textfile, Graph
     expect(r0.status).toBe(200);
     expect(r0.type).toBe('text/plain; version=0.0.4; charset=utf-8');
     expect(r0.body).toContain('# TYPE flightbox_crashes_total counter\n');
-    const m0 = parseExposition(r0.body);
+    const m0 = samplesOf(r0.body);
     expect(value(m0, 'flightbox_daemon_up')).toBe(1);
     expect(value(m0, 'flightbox_recorder_up', { recorder: 'metrics' })).toBe(1);
     expect(m0.some((s) => s.name === 'flightbox_crashes_total')).toBe(false);
@@ -215,7 +198,7 @@ describe.skipIf(!IS_ROOT)('monitoring: Prometheus, node_exporter textfile, Graph
     const r1 = await httpGet(port);
     // The hostile name is one escaped label value on one line, not an injected sample.
     expect(r1.body).toContain(`flightbox_crashes_total{exe="${hostileBin.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}",signal="SIGSEGV"} 2\n`);
-    const m1 = parseExposition(r1.body);
+    const m1 = samplesOf(r1.body);
     expect(value(m1, 'flightbox_crashes_total', { exe: hostileBin, signal: 'SIGSEGV' })).toBe(2);
     expect(value(m1, 'flightbox_crashes_total', { exe: waiter, signal: 'SIGABRT' })).toBe(1);
     expect(m1.filter((s) => s.name === 'flightbox_crashes_total')).toHaveLength(2);
@@ -240,14 +223,14 @@ describe.skipIf(!IS_ROOT)('monitoring: Prometheus, node_exporter textfile, Graph
     // The textfile: the same numbers, mode 0644, rewritten on change.
     await waitFor('the textfile to show the crashes', () => {
       try {
-        return value(parseExposition(readFileSync(textfile, 'utf8')), 'flightbox_crashes_total', { exe: waiter, signal: 'SIGABRT' }) === 1 &&
-          value(parseExposition(readFileSync(textfile, 'utf8')), 'flightbox_snapshots_total', { rule: '' }) === 1;
+        return value(samplesOf(readFileSync(textfile, 'utf8')), 'flightbox_crashes_total', { exe: waiter, signal: 'SIGABRT' }) === 1 &&
+          value(samplesOf(readFileSync(textfile, 'utf8')), 'flightbox_snapshots_total', { rule: '' }) === 1;
       } catch {
         return false;
       }
     }, 20_000);
     expect(statSync(textfile).mode & 0o777).toBe(0o644);
-    expect(fromIndex(parseExposition(readFileSync(textfile, 'utf8')))).toEqual(fromIndex(parseExposition((await httpGet(port)).body)));
+    expect(fromIndex(samplesOf(readFileSync(textfile, 'utf8')))).toEqual(fromIndex(samplesOf((await httpGet(port)).body)));
 
     // Graphite: one line per counter, `prefix.path value timestamp`, paths sanitized.
     const hostilePath = hostileBin.slice(1).replace(/[^A-Za-z0-9_-]/g, '_');
@@ -265,7 +248,7 @@ describe.skipIf(!IS_ROOT)('monitoring: Prometheus, node_exporter textfile, Graph
     // A clean stop: the endpoint closes, the textfile says the daemon is down.
     await stopDaemon(daemon);
     daemon = undefined;
-    const last = parseExposition(readFileSync(textfile, 'utf8'));
+    const last = samplesOf(readFileSync(textfile, 'utf8'));
     expect(value(last, 'flightbox_daemon_up')).toBe(0);
     expect(value(last, 'flightbox_crashes_total', { exe: hostileBin, signal: 'SIGSEGV' })).toBe(2);
     await expect(httpGet(port)).rejects.toThrow(/ECONNREFUSED/);

@@ -18,49 +18,7 @@ import {
   graphiteComponent, graphiteLines, renderExposition, writeTextfile, type MetricFamily, type RecorderReport,
 } from '../../daemon/exporter.js';
 import { checkState, parseNagiosRange, pluginOutput, pluginText, rangeAlerts } from '../../cli/commands/check.js';
-
-// ---------------------------------------------------------------------------------------
-// A strict reader of the text format 0.0.4, from its grammar: a sample line is
-// name{label="value",...} value; inside a label value only \\, \" and \n are escapes, and a
-// raw '"', '\' or line feed cannot occur. Anything else is an error.
-
-interface ParsedSample { name: string; labels: Record<string, string>; value: number }
-interface Parsed { help: Map<string, string>; type: Map<string, string>; samples: ParsedSample[] }
-
-function parseExposition(text: string): Parsed {
-  expect(text.endsWith('\n')).toBe(true);
-  const out: Parsed = { help: new Map(), type: new Map(), samples: [] };
-  for (const line of text.slice(0, -1).split('\n')) {
-    const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
-    if (meta) {
-      if (meta[1] === 'TYPE') {
-        expect(['counter', 'gauge', 'histogram', 'summary', 'untyped']).toContain(meta[3]);
-        expect(out.samples.some((s) => s.name === meta[2]), `TYPE of ${meta[2]} after its samples`).toBe(false);
-        out.type.set(meta[2]!, meta[3]!);
-      } else {
-        out.help.set(meta[2]!, meta[3]!.replace(/\\(n|\\)/g, (_, c: string) => (c === 'n' ? '\n' : '\\')));
-      }
-      continue;
-    }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`not a sample line: ${JSON.stringify(line)}`);
-    const labels: Record<string, string> = {};
-    let rest = m[2] ?? '';
-    while (rest !== '') {
-      const l = /^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/.exec(rest);
-      if (!l) throw new Error(`bad labels in ${JSON.stringify(line)}`);
-      labels[l[1]!] = l[2]!.replace(/\\([\\"n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
-      rest = rest.slice(l[0].length);
-    }
-    const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
-    if (m[3] !== 'NaN' && Number.isNaN(value)) throw new Error(`bad value in ${JSON.stringify(line)}`);
-    out.samples.push({ name: m[1]!, labels, value });
-  }
-  return out;
-}
-
-const sampleOf = (p: Parsed, name: string, labels: Record<string, string> = {}): number | undefined =>
-  p.samples.find((s) => s.name === name && JSON.stringify(s.labels) === JSON.stringify(labels))?.value;
+import { parseExposition, sampleOf } from '../exposition.js';
 
 // Names a crashed program can give itself: every one of them is a legal file name.
 const HOSTILE_EXES = [
