@@ -5,10 +5,11 @@
 // spawned as Nagios spawns it.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { carbonListener, type Carbon } from '../carbon.js';
 import { parseExposition, type ParsedSample } from '../exposition.js';
 import { IS_ROOT, makeTempStore, runCli, waitFor, type TempStore } from '../helpers.js';
 import { startDaemon, stopDaemon, waitRunning, type DaemonProc } from './daemon-proc.js';
@@ -65,35 +66,6 @@ async function freePort(): Promise<number> {
   const { port } = s.address() as AddressInfo;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
-}
-
-/** A Graphite (carbon) plaintext listener: every line received, in order. */
-interface Carbon { server: Server; port: number; lines: string[]; connections: number; close(): Promise<void> }
-
-async function carbon(): Promise<Carbon> {
-  const sockets = new Set<Socket>();
-  const c: Carbon = {
-    server: createServer((s) => {
-      c.connections++;
-      sockets.add(s);
-      let buf = '';
-      s.setEncoding('utf8').on('data', (d: string) => {
-        buf += d;
-        const parts = buf.split('\n');
-        buf = parts.pop()!;
-        c.lines.push(...parts);
-      });
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
-    }),
-    port: 0,
-    lines: [],
-    connections: 0,
-    close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); c.server.close(() => r()); }),
-  };
-  await new Promise<void>((r) => c.server.listen({ host: '127.0.0.1', port: 0 }, () => r()));
-  c.port = (c.server.address() as AddressInfo).port;
-  return c;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -163,7 +135,7 @@ describe.skipIf(!IS_ROOT)('monitoring: Prometheus, node_exporter textfile, Graph
   });
 
   it('counts real crashes by exe and signal on /metrics, in the textfile and in Graphite, with hostile names escaped', async () => {
-    g = await carbon();
+    g = await carbonListener();
     const port = await freePort();
     store = makeTempStore(`${BASE_CONFIG}prometheus:\n  listen: 127.0.0.1:${port}\n  textfile: PLACEHOLDER\ngraphite:\n  host: 127.0.0.1\n  port: ${g.port}\n  prefix: fbxtest.web1\n  interval: 1s\n`);
     const textDir = join(store.dir, 'node-exporter');

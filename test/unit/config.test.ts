@@ -39,6 +39,18 @@ function values(c: Config): Omit<Config, 'source'> {
   return rest;
 }
 
+/** `section.key: yaml` alone in a file: exactly one issue naming file, line 2 and key; the broken key keeps its default. */
+function expectRejected(section: string, key: string, yaml: string, message: RegExp): void {
+  const r = load(`${section}:\n  ${key}: ${yaml}\n`);
+  expect(r.errors).toHaveLength(1);
+  const e = r.errors[0]!;
+  expect(e.key).toBe(`${section}.${key}`);
+  expect(e.message).toMatch(message);
+  expect(e.file).toBe(r.path);
+  expect(e.line).toBe(2);
+  expect(values(r.config)).toEqual(values(defaultConfig()));
+}
+
 describe('loadConfig: missing files', () => {
   it('a missing default-path file yields the embedded defaults and no issues', () => {
     const r = loadConfig(join(dir, 'does-not-exist.yaml'), { explicit: false });
@@ -246,15 +258,7 @@ describe('loadConfig: each key, valid and invalid', () => {
     ['daemon', 'freezeTimeout', 'quick', /expected a duration/],
   ];
   it.each(invalid)('%s.%s: %j is rejected', (section, key, yaml, message) => {
-    const r = load(`${section}:\n  ${key}: ${yaml}\n`);
-    expect(r.errors).toHaveLength(1);
-    const e = r.errors[0]!;
-    expect(e.key).toBe(`${section}.${key}`);
-    expect(e.message).toMatch(message);
-    expect(e.file).toBe(r.path);
-    expect(e.line).toBe(2);
-    // the broken key keeps its default
-    expect(values(r.config)).toEqual(values(defaultConfig()));
+    expectRejected(section, key, yaml, message);
   });
 
   it('a very long bad value is shortened in the message', () => {
@@ -612,14 +616,7 @@ describe('loadConfig: prometheus and graphite (monitoring)', () => {
     ['graphite', 'interval', '2d', /from 1s to 24h/],
     ['graphite', 'interval', 'often', /expected a duration/],
   ])('%s.%s: %s is rejected', (section, key, yaml, message) => {
-    const r = load(`${section}:\n  ${key}: ${yaml}\n`);
-    expect(r.errors).toHaveLength(1);
-    const e = r.errors[0]!;
-    expect(e.key).toBe(`${section}.${key}`);
-    expect(e.message).toMatch(message);
-    expect(e.file).toBe(r.path);
-    expect(e.line).toBe(2);
-    expect(values(r.config)).toEqual(values(defaultConfig()));
+    expectRejected(section, key, yaml, message);
   });
 
   it('an unquoted bracketed IPv6 listen address is a YAML error with its line, not a silent list', () => {

@@ -5,7 +5,7 @@
 // `flightbox check`, from tables.
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import {
   graphiteComponent, graphiteLines, renderExposition, writeTextfile, type MetricFamily, type RecorderReport,
 } from '../../daemon/exporter.js';
 import { checkState, parseNagiosRange, pluginOutput, pluginText, rangeAlerts } from '../../cli/commands/check.js';
+import { carbonListener, type Carbon } from '../carbon.js';
 import { parseExposition, sampleOf } from '../exposition.js';
 
 // Names a crashed program can give itself: every one of them is a legal file name.
@@ -485,35 +486,17 @@ describe('the HTTP endpoint', () => {
 
 describe('the Graphite pusher', () => {
   let exporter: Exporter | null = null;
-  let server: Server | null = null;
+  const listening: Carbon[] = [];
   afterEach(async () => {
     await exporter?.close();
     exporter = null;
-    server?.close();
-    server = null;
+    for (const g of listening.splice(0)) await g.close();
   });
 
-  function listen(port = 0): Promise<{ port: number; lines: string[]; close: () => Promise<void> }> {
-    const lines: string[] = [];
-    const sockets = new Set<import('node:net').Socket>();
-    const srv = createServer((s) => {
-      sockets.add(s);
-      let buf = '';
-      s.setEncoding('utf8').on('data', (d: string) => {
-        buf += d;
-        const parts = buf.split('\n');
-        buf = parts.pop()!;
-        lines.push(...parts);
-      });
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
-    });
-    server = srv;
-    return new Promise((resolve) => srv.listen({ host: '127.0.0.1', port }, () => resolve({
-      port: (srv.address() as AddressInfo).port,
-      lines,
-      close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); srv.close(() => r()); }),
-    })));
+  async function listen(port = 0): Promise<Carbon> {
+    const g = await carbonListener(port);
+    listening.push(g);
+    return g;
   }
 
   async function until(cond: () => boolean, ms = 10_000): Promise<void> {
