@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { controlRequest, MAX_CONTROL_MESSAGE_BYTES, type ControlRequest, type ControlResponse } from '../lib/control-client.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import { isBundleId } from '../store/bundle-id.js';
 
 export const CONTROL_REQUEST_TIMEOUT_MS = 60_000;
 
@@ -39,7 +40,9 @@ export function parseControlRequest(line: string): ControlRequest {
     case 'crash': return { op: 'crash', id: str('id', 64) };
     case 'snapshot-into': {
       if (typeof r.thaw !== 'boolean') throw new Error('thaw must be true or false');
-      return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw };
+      if (r.id === undefined) return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw };
+      if (!isBundleId(str('id', 64))) throw new Error('id must be an event id');
+      return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw, id: r.id as string };
     }
   }
   throw new Error('unknown op');

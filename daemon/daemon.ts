@@ -4,7 +4,7 @@
 // as root, keeps the crash handler installed for as long as it runs.
 import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { formatConfigIssue, loadConfig, socketPath, type Config } from '../lib/config.js';
+import { formatConfigIssue, freezeFifoPath, loadConfig, socketPath, type Config } from '../lib/config.js';
 import type { ControlRequest } from '../lib/control-client.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
@@ -17,6 +17,7 @@ import type { Firing, Rule } from '../lib/rules.js';
 import { readManifest } from '../store/manifest.js';
 import { collectInto, eventEnv, runBounded, splitCommand, MAX_EXEC_OUTPUT_BYTES } from './commands.js';
 import { ControlServer } from './control-server.js';
+import { EarlyFreezes, FreezeFifo } from './freeze-fifo.js';
 import { Exporter } from './exporter.js';
 import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
 import { TriggerRunner } from './trigger-runner.js';
@@ -61,6 +62,8 @@ export class Daemon {
   readonly #sender: OutboxSender;
   readonly #exporter: Exporter;
   #control: ControlServer | null = null;
+  #freezeFifo: FreezeFifo | null = null;
+  readonly #early = new EarlyFreezes();
   #timers: NodeJS.Timeout[] = [];
   #installedHere = false;
   #startedAt = Date.now();
@@ -99,6 +102,15 @@ export class Daemon {
     // The socket first: a second daemon must be refused before it touches the recorders.
     this.#control = new ControlServer(socketPath(this.#cfg), (req) => this.#handle(req), this.#log);
     await this.#control.listen();
+    const fifo = new FreezeFifo(freezeFifoPath(this.#cfg), (id) => this.#earlyFreeze(id), this.#log);
+    try {
+      fifo.open();
+      this.#freezeFifo = fifo;
+    } catch (err) {
+      // Crash handlers then freeze the recorders after the core is read, with a warning.
+      this.#log.warn({}, 'Cannot make the freeze FIFO, crash handlers will freeze late: %s', messageOf(err));
+      this.#out(`Warning: cannot make the freeze FIFO (${messageOf(err)}); crash bundles will say their recorders were frozen late.`);
+    }
     await this.#recorders.start();
     for (const s of this.#recorders.status()) this.#out(`Recorder ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`);
     await this.#triggers.start();
@@ -196,17 +208,34 @@ export class Daemon {
       case 'snapshot-into': {
         const dir = this.#checkStagingTarget(req.dir);
         mkdirSync(dir, { mode: 0o700 });
-        // The handler's freeze may have timed out: freeze now (the history is newer, but there).
-        const frozeHere = !this.#recorders.frozen;
+        let early: boolean | undefined;
+        let frozeHere: boolean;
+        if (req.id !== undefined) {
+          // A crash handler that sent its early freeze on the FIFO: this snapshot owns that
+          // freeze, or, when the line never came (or comes later), takes one of its own.
+          early = this.#early.claim(req.id, this.#recorders.leaseGeneration);
+          frozeHere = !early;
+        } else {
+          // Without an id: the freeze, if any, came over the socket and may have timed out.
+          frozeHere = !this.#recorders.frozen;
+        }
         if (frozeHere) await this.#recorders.freeze();
+        const frozenAt = this.#recorders.frozenAt;
         try {
           const snaps = await this.#recorders.snapshotInto(dir, Date.now() + this.#cfg.daemon.snapshotDeadlineMs);
-          return { recorders: recorderSummaries(snaps), frozeHere };
+          return { recorders: recorderSummaries(snaps), frozeHere, early, frozenAt };
         } finally {
           if (req.thaw || frozeHere) await this.#recorders.thaw();
         }
       }
     }
+  }
+
+  /** A crash handler's line on the freeze FIFO: freeze now, for that crash's snapshot to claim. */
+  #earlyFreeze(id: string): void {
+    if (!this.#early.arrive(id, this.#recorders.leaseGeneration)) return;
+    // freeze() counts synchronously, before its first await: a snapshot-into read next finds it.
+    this.#recorders.freeze().catch((err: unknown) => this.#log.warn({ id }, 'Early freeze failed: %s', messageOf(err)));
   }
 
   /**
@@ -438,6 +467,8 @@ export class Daemon {
   async stop(reason: string): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    this.#freezeFifo?.close();
+    this.#freezeFifo = null;
     await this.#control?.close();
     await this.#triggers.stop();
     await this.#sender.stop();

@@ -102,6 +102,10 @@ export class RecorderSet {
   #entries = new Map<RecorderName, Entry>();
   #freezeCount = 0;
   #epoch = 0;
+  /** how many times a lease expired (and every freeze was dropped) */
+  #leaseGeneration = 0;
+  /** when the current freeze began (the first of the counted freezes), Date.now() */
+  #frozenAt: number | null = null;
   #leaseTimer: NodeJS.Timeout | null = null;
   /** the snapshot already taken in the current freeze epoch, shared by later requests */
   #epochSnapshot: Promise<RecorderSnapshot[]> | null = null;
@@ -114,6 +118,15 @@ export class RecorderSet {
 
   get frozen(): boolean {
     return this.#freezeCount > 0;
+  }
+
+  get leaseGeneration(): number {
+    return this.#leaseGeneration;
+  }
+
+  /** When the recorders were frozen, if they are (Date.now() of the first counted freeze). */
+  get frozenAt(): number | null {
+    return this.#freezeCount > 0 ? this.#frozenAt : null;
   }
 
   async start(): Promise<void> {
@@ -202,11 +215,13 @@ export class RecorderSet {
     if (this.#freezeCount === 1) {
       this.#epoch++;
       this.#epochSnapshot = null;
+      this.#frozenAt = Date.now();
     }
     // The lease: whoever froze us has this long to snapshot and thaw.
     if (this.#leaseTimer) clearTimeout(this.#leaseTimer);
     this.#leaseTimer = setTimeout(() => {
       this.#opts.log.warn({ count: this.#freezeCount }, 'Freeze lease expired, thawing the recorders');
+      this.#leaseGeneration++;
       this.#freezeCount = 1;
       void this.thaw();
     }, FREEZE_LEASE_MS);

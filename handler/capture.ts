@@ -1,17 +1,19 @@
 // One crash, from the kernel's arguments and pipe to a published, indexed bundle.
 // Order matters and is the point of this file:
-//   1. say that the crash happened (kernel log, store log) before anything can fail;
+//   1. say that the crash happened (kernel log, store log) before anything can fail, and
+//      send the daemon a freeze request for the flight recorders (answer read after step 4);
 //   2. read /proc/<pid> while it exists (the kernel removes it once the core is read), into
 //      memory: the files are written after the release;
 //   3. copy the core from stdin to the staging area (the crashed process waits for this);
 //   4. close stdin: the kernel releases the process; from here on nothing is urgent;
-//   5. stack trace, compression, manifest, atomic publication, index.
+//   5. recorder snapshot (by the daemon), stack trace and compression side by side, then
+//      manifest, atomic publication, index.
 // Whatever fails after step 3, the bundle is still published with a warning.
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, constants } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { socketPath, type Config } from '../lib/config.js';
+import { freezeFifoPath, socketPath, type Config } from '../lib/config.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
@@ -20,6 +22,7 @@ import { findProgram } from '../lib/programs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
 import type { CodeCacheState, CoreInfo, CrashProcess, Manifest, RecorderSummary } from '../store/manifest.js';
+import type { ControlRequest } from '../lib/control-client.js';
 import type { OutboxRequest } from '../store/index-db.js';
 import { acquireHandlerSlot, type HandlerSlot } from '../store/handler-slots.js';
 import { Store } from '../store/store.js';
@@ -34,10 +37,40 @@ import { CODE_CACHE_STATE } from './run-dir.js';
 // signature, manifest) is loaded when first used, after the release where it can be.
 
 /** A request to the daemon; none (no node:net loaded) when its socket does not exist. */
-async function daemonRequest(socket: string, req: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown> & { ok: boolean; error?: string }> {
+async function daemonRequest(socket: string, req: ControlRequest, timeoutMs: number): Promise<DaemonAnswer> {
   if (!existsSync(socket)) throw new Error(`the flightbox daemon is not running (no one listens on ${socket})`);
   const { controlRequest } = await import('../lib/control-client.js');
-  return controlRequest(socket, req as Parameters<typeof controlRequest>[1], timeoutMs) as Promise<Record<string, unknown> & { ok: boolean; error?: string }>;
+  return controlRequest(socket, req, timeoutMs) as Promise<DaemonAnswer>;
+}
+
+type DaemonAnswer = Record<string, unknown> & { ok: boolean; error?: string };
+
+/**
+ * Ask the daemon to freeze the flight recorders now: one line on its freeze FIFO, written
+ * without blocking (a socket request would cost 7-15 ms of loading node:net and connecting
+ * while the crashed process waits). Nobody answers; the snapshot request after the release
+ * says whether the daemon took it. Returns why the line could not be sent, or null.
+ */
+function sendEarlyFreeze(fifo: string, id: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | constants.O_NOCTTY);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') return `${fifo} does not exist`;
+    return code === 'ENXIO' ? `no one reads ${fifo}` : `cannot open ${fifo}: ${messageOf(err)}`;
+  }
+  try {
+    // Only the daemon's FIFO: never write into a file planted in its place.
+    const st = fstatSync(fd);
+    if (!st.isFIFO() || st.uid !== (process.getuid?.() ?? st.uid)) return `${fifo} is not the daemon's FIFO`;
+    writeSync(fd, `freeze ${id}\n`);
+    return null;
+  } catch (err) {
+    return errnoCode(err) === 'EAGAIN' ? 'the daemon is not reading its freeze requests' : messageOf(err);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Extra time the handler gives the daemon beyond the snapshot deadline to answer. */
@@ -140,18 +173,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   log.info({ id, pid: args.pid, comm: commEarly ?? '?', uid: args.uid, signal: sig }, 'Process dumped core, capturing');
   const staging = store.createStaging(id);
 
-  // Freeze the flight recorders before our own I/O (reading /proc, writing the core) pushes
-  // the moments before the crash out of their ring buffers. No daemon: noted, not fatal.
+  // Ask the daemon to freeze the flight recorders before our own I/O (reading /proc, writing
+  // the core) pushes the moments before the crash out of their ring buffers: one line on its
+  // FIFO, no waiting. The daemon freezes while we read. No daemon: noted, not fatal.
   const socket = socketPath(cfg);
-  let frozen = false;
-  try {
-    const r = await daemonRequest(socket, { op: 'freeze', reason: `crash ${id}` }, cfg.daemon.freezeTimeoutMs);
-    if (r.ok) frozen = true;
-    else warnings.push(`the daemon refused to freeze the recorders: ${r.error}`);
-  } catch (err) {
-    warnings.push(`no flight-recorder snapshot: ${messageOf(err)}`);
-  }
-  timings.freezeMs = now() - t0;
+  const earlyFreezeError = sendEarlyFreeze(freezeFifoPath(cfg), id);
+  const daemonRunning = earlyFreezeError === null || existsSync(socket);
+  if (!daemonRunning) warnings.push(`no flight-recorder snapshot: the flightbox daemon is not running (no one listens on ${socket})`);
+  timings.freezeSentMs = now() - t0;
 
   // 2. /proc, before the core is read.
   const proc = readProcState(args.pid, { procRoot: opts.procRoot, environ: cfg.capture.environ, pidfd: args.pidfd });
@@ -237,25 +266,37 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   ]);
 
   // 5. Everything else, each step guarded: a failure is a warning, never a lost crash.
-  // The recorders first, so the daemon can thaw them as soon as possible.
-  let recorders: RecorderSummary[] | undefined;
-  if (frozen) {
+  // The daemon snapshots the recorders (and thaws them) while the stack trace and the
+  // compression run here; the bundle is published once all three are done.
+  const recorderWarnings: string[] = [];
+  let daemonAnswered = false;
+  const recorderTask = !daemonRunning ? Promise.resolve(undefined) : (async (): Promise<RecorderSummary[] | undefined> => {
     const ts = now();
     try {
       const r = await daemonRequest(
         socket,
-        { op: 'snapshot-into', dir: join(staging, 'recorder'), reason: `crash ${id}`, thaw: true },
+        { op: 'snapshot-into', dir: join(staging, 'recorder'), reason: `crash ${id}`, thaw: true, id },
         cfg.daemon.snapshotDeadlineMs + SNAPSHOT_ANSWER_SLACK_MS,
       );
-      if (r.ok) {
-        recorders = (r.recorders as RecorderSummary[] | undefined) ?? [];
-        for (const x of recorders) warnings.push(...x.warnings);
-      } else warnings.push(`the daemon could not snapshot the recorders: ${r.error}`);
+      daemonAnswered = true;
+      if (!r.ok) {
+        recorderWarnings.push(`the daemon could not snapshot the recorders: ${r.error}`);
+        return undefined;
+      }
+      if (typeof r.frozenAt === 'number') timings.freezeMs = r.frozenAt - t0;
+      if (r.early === false) {
+        recorderWarnings.push(`the recorders were frozen only after the core was read (${earlyFreezeError ?? 'the daemon had not read the freeze request'}): their history may miss the last moments before the crash`);
+      }
+      const list = (r.recorders as RecorderSummary[] | undefined) ?? [];
+      for (const x of list) recorderWarnings.push(...x.warnings);
+      return list;
     } catch (err) {
-      warnings.push(`Failed to snapshot the flight recorders, ignoring: ${messageOf(err)}`);
+      recorderWarnings.push(`no flight-recorder snapshot: ${messageOf(err)}`);
+      return undefined;
+    } finally {
+      timings.recorderMs = now() - ts;
     }
-    timings.recorderMs = now() - ts;
-  }
+  })();
   if (rawFd !== null) {
     core.elf = core.size > 0 && looksLikeElfCore(rawFd);
     if (core.size > 0 && !core.elf) warnings.push('the core is not an ELF core file; no stack trace');
@@ -339,8 +380,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     timings.compressMs = now() - tc;
   }
 
-  const backtrace = await backtraceTask;
-  warnings.push(...backtraceWarnings);
+  const [backtrace, recorders] = await Promise.all([backtraceTask, recorderTask]);
+  warnings.push(...recorderWarnings, ...backtraceWarnings);
   if (proc.exeFd !== null) closeSync(proc.exeFd);
   const saveBacktrace = (): void => {
     if (!backtrace?.tool) return;
@@ -447,7 +488,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
   // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.
-  if (frozen) {
+  if (daemonAnswered) {
     try {
       await daemonRequest(socket, { op: 'crash', id }, CRASH_NOTICE_TIMEOUT_MS);
     } catch (err) {

@@ -23,7 +23,6 @@ export const DEFAULT_COMPRESS_LEVEL = 3;
 export const DEFAULT_CORES_PER_EXE_PER_HOUR = 5;
 /** Each storing handler holds a core's worth of I/O and a stack-trace tool's memory. */
 export const DEFAULT_MAX_CONCURRENT_HANDLERS = 8;
-export const DEFAULT_FREEZE_TIMEOUT_MS = 500;
 export const DEFAULT_SNAPSHOT_DEADLINE_MS = 10_000;
 export const DEFAULT_METRICS_INTERVAL_MS = 1000;
 export const DEFAULT_METRICS_WINDOW_MS = 10 * 60 * 1000;
@@ -105,7 +104,7 @@ export interface Config {
   capture: { environ: boolean; userAccess: boolean };
   backtrace: { tool: BacktraceTool; timeoutMs: number };
   install: { launcher: string | null; sysctlDropIn: string | null };
-  daemon: { socket: string | null; freezeTimeoutMs: number; snapshotDeadlineMs: number };
+  daemon: { socket: string | null; snapshotDeadlineMs: number };
   recorders: {
     metrics: { enabled: boolean; intervalMs: number; windowMs: number; topProcesses: number };
     ftrace: {
@@ -192,7 +191,7 @@ export function defaultConfig(): Config {
     capture: { environ: true, userAccess: true },
     backtrace: { tool: 'auto', timeoutMs: DEFAULT_BACKTRACE_TIMEOUT_MS },
     install: { launcher: null, sysctlDropIn: DEFAULT_SYSCTL_DROP_IN },
-    daemon: { socket: null, freezeTimeoutMs: DEFAULT_FREEZE_TIMEOUT_MS, snapshotDeadlineMs: DEFAULT_SNAPSHOT_DEADLINE_MS },
+    daemon: { socket: null, snapshotDeadlineMs: DEFAULT_SNAPSHOT_DEADLINE_MS },
     recorders: {
       metrics: { enabled: true, intervalMs: DEFAULT_METRICS_INTERVAL_MS, windowMs: DEFAULT_METRICS_WINDOW_MS, topProcesses: DEFAULT_METRICS_TOP_PROCESSES },
       ftrace: {
@@ -232,6 +231,11 @@ export function defaultConfig(): Config {
 /** The daemon's control socket: configured, or inside the root-only store. */
 export function socketPath(c: Config): string {
   return c.daemon.socket ?? `${c.store.root}/daemon.sock`;
+}
+
+/** The FIFO beside the control socket on which crash handlers send their early freeze. */
+export function freezeFifoPath(c: Config): string {
+  return `${socketPath(c)}.freeze`;
 }
 
 type Setter = (c: Config, v: unknown) => string | undefined; // returns the complaint, if any
@@ -390,7 +394,9 @@ const SCHEMA: Schema = {
   },
   daemon: {
     socket: nullableAbsPath((c, v) => { c.daemon.socket = v; }),
-    freezeTimeout: duration((c, v) => { c.daemon.freezeTimeoutMs = v; }),
+    // Obsolete: the crash handler no longer waits for the freeze (it writes a line on the
+    // daemon's freeze FIFO). Still accepted, so that older files load; it has no effect.
+    freezeTimeout: duration(() => undefined),
     snapshotDeadline: duration((c, v) => { c.daemon.snapshotDeadlineMs = v; }),
   },
   recorders: {
@@ -656,7 +662,6 @@ export function defaultsYaml(): string {
     `  sysctlDropIn: ${d.install.sysctlDropIn}   # null = do not persist across reboots`,
     'daemon:',
     '  socket: null                   # control socket; null = <store.root>/daemon.sock (root-only)',
-    `  freezeTimeout: ${d.daemon.freezeTimeoutMs}ms             # how long the crash handler waits for the daemon to freeze the recorders`,
     `  snapshotDeadline: ${d.daemon.snapshotDeadlineMs / 1000}s           # a recorder snapshot that takes longer is abandoned (warning)`,
     'recorders:',
     '  metrics:                       # built in, no privileges: /proc sampled into a ring',

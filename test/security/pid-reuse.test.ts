@@ -4,8 +4,7 @@
 // an impostor: a process started after the handler (no %F), or a %F pidfd of another
 // process. The impostor's /proc data (its exe, command line, environment, which may
 // belong to another user) must not be attributed to the crash.
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -82,22 +81,28 @@ describe.skipIf(!IS_ROOT)('a reused pid is not attributed to the crash', () => {
 
   // Without %F, the handler's own start is the reference: the kernel starts the handler while
   // the crashed process still holds its pid, so a process at that pid that started after the
-  // handler is an impostor. Real pid reuse: the handler is held in its freeze request (a
-  // daemon socket that never answers), and meanwhile the pid it was given is handed to a new
-  // process through /proc/sys/kernel/ns_last_pid.
+  // handler is an impostor. Real pid reuse: the handler is stopped (SIGSTOP) as soon as it is
+  // spawned, long before node has started and read /proc; meanwhile the pid it was given is
+  // handed to a new process through /proc/sys/kernel/ns_last_pid; then it goes on (SIGCONT).
   async function reusedPidRun(): Promise<{ st: SecStore; imp: LiveProcess; run: ChildRun }> {
-    const sock = join(work, `never-answers-${Date.now()}.sock`);
-    let connected = false;
-    const server = createServer(() => { connected = true; }); // accepts, never replies
-    await new Promise<void>((r) => server.listen(sock, r));
-    const st = (s = secStore({ backtrace: ['tool: none'], daemon: [`socket: ${sock}`, 'freezeTimeout: 5s'] }));
+    const st = (s = secStore({ backtrace: ['tool: none'] }));
+    const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'));
+    let pid = last + 3000;
+    while (existsSync(`/proc/${pid}`)) pid++;
+    const fd = openSync(junkCore, 'r');
+    let handler: ChildProcess;
     try {
-      const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'));
-      let pid = last + 3000;
-      while (existsSync(`/proc/${pid}`)) pid++;
-      const run = runHandler(st.configPath, kernelArgs({ pid }), junkCore);
-      await waitUntil(() => connected, 'the handler waiting in its freeze request', 10_000);
-      let imp: LiveProcess | null = null;
+      handler = spawn(process.execPath, [HANDLER, '--config', st.configPath, '--', ...kernelArgs({ pid })], { stdio: [fd, 'ignore', 'ignore'] });
+    } finally {
+      closeSync(fd);
+    }
+    const run = collectOutput(handler);
+    let imp: LiveProcess | null = null;
+    try {
+      expect(handler.kill('SIGSTOP')).toBe(true);
+      await waitUntil(() => /^State:\s+T/m.test(readFileSync(`/proc/${handler.pid}/status`, 'utf8')), 'the handler stopped', 10_000);
+      // Start times are in clock ticks (10 ms): the impostor starts at least a tick later.
+      await new Promise((r) => setTimeout(r, 50));
       for (let attempt = 0; attempt < 20 && !imp; attempt++) {
         writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
         const p = await impostor();
@@ -105,12 +110,12 @@ describe.skipIf(!IS_ROOT)('a reused pid is not attributed to the crash', () => {
         else stopProcess(p); // another fork took it first: try again
       }
       expect(imp, `a process at pid ${pid}`).not.toBeNull();
-      const r = await run;
-      expect(r.code).toBe(0);
-      return { st, imp: imp!, run: r };
     } finally {
-      server.close();
+      handler.kill('SIGCONT');
     }
+    const r = await run;
+    expect(r.code).toBe(0);
+    return { st, imp: imp!, run: r };
   }
 
   it('pid reused after the handler started (no %F): flagged procVerified false, with a warning', async () => {

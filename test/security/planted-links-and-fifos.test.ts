@@ -4,7 +4,7 @@
 // handler must refuse to write through them, never hold the crashed process on a FIFO,
 // leave the victim outside untouched, and not lose the crash without a word in the kernel log.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, linkSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, constants, existsSync, linkSync, openSync, writeSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -223,23 +223,77 @@ describe.skipIf(!IS_ROOT)('links and FIFOs planted in the store', () => {
     expect(lstatSync(fifo).isFIFO()).toBe(true);
   });
 
-  // The handler asks the daemon to freeze the recorders before it reads the core: whatever
-  // listens on the socket, the crashed process waits at most daemon.freezeTimeout for it.
-  it('daemon.sock planted as a socket whose listener never answers: the crashed process held at most the freeze timeout', async () => {
+  // The handler asks for its recorder snapshot only after the release: whatever listens on
+  // the socket, the crashed process is not held by it; the handler gives up after the
+  // snapshot deadline.
+  it('daemon.sock planted as a socket whose listener never answers: the crashed process not held by it', async () => {
+    appendFileSync(s.configPath, 'daemon:\n  snapshotDeadline: 1s\n');
     const sockets: Socket[] = [];
-    const server = createServer((c) => { sockets.push(c); });
+    let request = '';
+    const server = createServer((c) => {
+      sockets.push(c);
+      c.setEncoding('utf8').on('data', (d: string) => { request += d; });
+    });
     await new Promise<void>((r) => server.listen(join(s.root, 'daemon.sock'), r));
     try {
       const c = crashNow();
-      const exit = await exitWithin(c.exited, 3000, 'the crashed process exiting');
+      const exit = await exitWithin(c.exited, RELEASE_MS, 'the crashed process exiting');
       expect(exit.signal).toBe('SIGSEGV');
       expect(await handlersDone(s.configPath, HANDLER_MS)).toBe(true);
-      const e = await waitEvent(s, c.pid);
-      expect(manifestOf(s, e).warnings.join('\n')).toMatch(/no flight-recorder snapshot/);
-      expect(sockets.length).toBeGreaterThan(0);
+      const m = manifestOf(s, await waitEvent(s, c.pid));
+      expect(m.warnings.join('\n')).toMatch(/no flight-recorder snapshot: the daemon did not answer snapshot-into within 3000 ms/);
+      expect(m.timings.holdMs).toBeLessThan(RELEASE_MS);
+      expect(JSON.parse(request.split('\n')[0]!)).toMatchObject({ op: 'snapshot-into', id: m.id, thaw: true });
     } finally {
       for (const c of sockets) c.destroy();
       await new Promise((r) => server.close(r));
+    }
+  });
+
+  // The early freeze is one non-blocking write to daemon.sock.freeze, made only into a FIFO.
+  it('daemon.sock.freeze planted as a file, and as a symlink to one: nothing written, the crash recorded', async () => {
+    const victim = victimFile();
+    const fifo = join(s.root, 'daemon.sock.freeze');
+    for (const plant of ['file', 'symlink'] as const) {
+      if (plant === 'file') writeFileSync(fifo, 'planted\n', { mode: 0o600 });
+      else {
+        rmSync(fifo);
+        symlinkSync(victim, fifo);
+      }
+      const c = crashNow();
+      await exitWithin(c.exited, RELEASE_MS, 'the crashed process exiting');
+      const m = manifestOf(s, await waitEvent(s, c.pid));
+      expect(m.warnings.join('\n')).toMatch(/no flight-recorder snapshot: the flightbox daemon is not running/);
+    }
+    expect(readFileSync(victim, 'utf8')).toBe('do not touch\n');
+    expect(lstatSync(fifo).isSymbolicLink()).toBe(true);
+    rmSync(fifo);
+  });
+
+  it('daemon.sock.freeze planted as a full FIFO that nobody reads: the crashed process released, the crash recorded', async () => {
+    const fifo = join(s.root, 'daemon.sock.freeze');
+    expect(spawnSync('mkfifo', ['-m', '600', fifo]).status).toBe(0);
+    const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    try {
+      const chunk = Buffer.alloc(4096, 0x41);
+      let filled = 0;
+      for (;;) {
+        try {
+          filled += writeSync(fd, chunk);
+        } catch (err) {
+          expect((err as NodeJS.ErrnoException).code).toBe('EAGAIN');
+          break;
+        }
+      }
+      expect(filled).toBeGreaterThan(0);
+      const c = crashNow();
+      await exitWithin(c.exited, RELEASE_MS, 'the crashed process exiting');
+      expect(await handlersDone(s.configPath, HANDLER_MS)).toBe(true);
+      const m = manifestOf(s, await waitEvent(s, c.pid));
+      expect(m.warnings.join('\n')).toMatch(/no flight-recorder snapshot: the flightbox daemon is not running/);
+      expect(m.timings.holdMs).toBeLessThan(RELEASE_MS);
+    } finally {
+      closeSync(fd);
     }
   });
 

@@ -3,7 +3,7 @@
 // snapshot events; SIGHUP refuses a broken config; SIGTERM leaves nothing behind; a daemon
 // killed with SIGKILL does not stop crashes from being captured.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FIXTURES, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
@@ -123,6 +123,26 @@ describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
     expect(await daemon.exited).toBe(0);
     expect(readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim()).toBe(saved.corePattern);
     expect(existsSync(join(store.root, 'daemon.sock'))).toBe(false);
+    expect(existsSync(join(store.root, 'daemon.sock.freeze'))).toBe(false);
+  });
+
+  it('a crash whose early freeze the daemon never got: frozen at the snapshot instead, with a warning, nothing lost', async () => {
+    daemon = startDaemon(store);
+    await waitRunning(daemon);
+    const fifo = join(store.root, 'daemon.sock.freeze');
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expect(lstatSync(fifo).mode & 0o777).toBe(0o600);
+    rmSync(fifo);
+    const c = await crash(buildCrasher('segv'));
+    const e = await waitFor('the crash in the index', () => events(store, ['--pid', String(c.pid)])[0], 60_000);
+    const m = readJson<Manifest>(join(store.root, e.bundle, 'manifest.json'));
+    expect(m.warnings).toEqual([expect.stringMatching(/^the recorders were frozen only after the core was read \(.*daemon\.sock\.freeze does not exist\)/)]);
+    expect(m.recorders?.find((r) => r.name === 'metrics')?.ok).toBe(true);
+    expect(m.timings.freezeMs).toBeGreaterThan(m.timings.holdMs!);
+    // The freeze the snapshot took was thawed: the recorders run on.
+    const st = runCli(['--config', store.configPath, 'status', '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    expect((JSON.parse(st.stdout) as { daemon: { frozen: boolean } }).daemon.frozen).toBe(false);
   });
 
   it('a daemon killed with SIGKILL does not stop crashes from being captured', async () => {

@@ -151,7 +151,7 @@ describe('loadConfig: valid files', () => {
       capture: { environ: false, userAccess: false },
       backtrace: { tool: 'gdb', timeoutMs: 90_000 },
       install: { launcher: '/usr/local/lib/flightbox/core-handler', sysctlDropIn: null },
-      daemon: { socket: '/run/flightbox.sock', freezeTimeoutMs: 250, snapshotDeadlineMs: 5000 },
+      daemon: { socket: '/run/flightbox.sock', snapshotDeadlineMs: 5000 },
       recorders: {
         metrics: { enabled: false, intervalMs: 2000, windowMs: 300_000, topProcesses: 10 },
         ftrace: { enabled: true, bufferSizeBytes: 8 * 1024 ** 2, events: ['sched/sched_switch', 'irq'], instance: 'fb-test', freezeOnFatalSignal: false },
@@ -220,7 +220,7 @@ describe('loadConfig: each key, valid and invalid', () => {
     ['install', 'sysctlDropIn', '/etc/sysctl.d/99-fb.conf', (c) => c.install.sysctlDropIn, '/etc/sysctl.d/99-fb.conf'],
     ['daemon', 'socket', '/run/fb.sock', (c) => c.daemon.socket, '/run/fb.sock'],
     ['daemon', 'socket', 'null', (c) => c.daemon.socket, null],
-    ['daemon', 'freezeTimeout', '1s', (c) => c.daemon.freezeTimeoutMs, 1000],
+    ['daemon', 'freezeTimeout', '1s', (c) => Object.keys(c.daemon).sort(), ['snapshotDeadlineMs', 'socket']], // obsolete: accepted, no effect
     ['daemon', 'snapshotDeadline', '30s', (c) => c.daemon.snapshotDeadlineMs, 30_000],
   ];
   it.each(valid)('%s.%s: %s is accepted', (section, key, yaml, get, expected) => {
@@ -538,7 +538,7 @@ describe('defaultsYaml', () => {
   it('mentions every section and option of the schema', () => {
     const y = defaultsYaml();
     for (const k of ['store:', 'root:', 'busyTimeout:', 'core:', 'maxSize:', 'compress:', 'level:', 'honourRlimit:', 'capture:', 'environ:', 'backtrace:', 'tool:', 'timeout:', 'install:', 'launcher:', 'sysctlDropIn:',
-      'daemon:', 'socket:', 'freezeTimeout:', 'snapshotDeadline:', 'recorders:', 'metrics:', 'interval:', 'window:', 'topProcesses:',
+      'daemon:', 'socket:', 'snapshotDeadline:', 'recorders:', 'metrics:', 'interval:', 'window:', 'topProcesses:',
       'ftrace:', 'bufferSize:', 'events:', 'instance:', 'freezeOnFatalSignal:', 'lttng:', 'kernel:', 'userspace:', 'subbufSize:', 'numSubbuf:', 'session:']) {
       expect(y).toContain(k);
     }
