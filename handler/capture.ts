@@ -261,7 +261,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       warnings.push(`Failed to store the process's /proc files, ignoring: ${messageOf(err)}`);
     }
   }
-  const [{ takeBacktrace }, { CORE_FILE_NAMES, compressFd }, { MANIFEST_VERSION, hostInfo }, { crashSignature, crashingThread }] = await Promise.all([
+  const [{ takeBacktrace }, { CORE_FILE_NAMES, PREREAD_MIN_HOLE_BYTES, compressFd, preread }, { MANIFEST_VERSION, hostInfo }, { crashSignature, crashingThread }] = await Promise.all([
     import('./backtrace.js'), import('../store/compress.js'), import('../store/manifest.js'), import('./signature.js'),
   ]);
 
@@ -354,6 +354,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
         const inFd = openSync(join(staging, 'core'), constants.O_RDONLY | constants.O_NOFOLLOW);
         try {
           outFd = createExclusive(staging, name, 0o600);
+          // Holes read in the compressor's small reads can cost several times what large
+          // reads cost (see preread); below PREREAD_MIN_HOLE_BYTES it makes no difference.
+          if (core.sparseBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, core.size);
           const used = await compressFd(inFd, outFd, cfg.core.compress, cfg.core.level);
           if (used !== cfg.core.compress) {
             // zstd missing: the gzip output went into the .zst-named file; give it its right name.

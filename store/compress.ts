@@ -2,9 +2,10 @@
 // passes file descriptors it opened itself, so the program never opens a path), gzip
 // through zlib when zstd is missing. Runs after the crashed process was released.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, createReadStream, createWriteStream, openSync } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, openSync, read } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { CompressMethod } from '../lib/config.js';
 import { FlightboxError } from '../lib/errors.js';
@@ -27,6 +28,34 @@ function runWithFds(program: string, args: string[], inFd: number, outFd: number
       else reject(new Error(`${program} ${signal ? `killed by ${signal}` : `exited ${code}`}: ${err.trim().split('\n')[0] ?? ''}`));
     });
   });
+}
+
+const readAt = promisify(read);
+/** The size of the reads that bring a file into the page cache before compression. */
+export const PREREAD_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Cores with fewer bytes of holes than this are compressed without a pre-read. */
+export const PREREAD_MIN_HOLE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Read `size` bytes of `fd` from offset 0 in large reads, into nothing: afterwards the file is
+ * in the page cache. Reading a freshly written sparse file's holes allocates page cache; on
+ * a VM whose free memory went back to the host (free-page reporting) that costs about 0.5 ms
+ * per read() whatever its size, so zstd's 128 KiB reads took 3.1-3.9 s per GiB of holes
+ * against 0.5 s for 4 MiB reads, zstd then reading the cached pages in 0.6-0.8 s. When the
+ * memory is warm the two are even within 15 % (1.1-1.5 s against 1.3 s per GiB).
+ * Positional reads: the descriptor's offset, which the compressor reads from, does not move.
+ * Returns the bytes read.
+ */
+export async function preread(fd: number, size: number): Promise<number> {
+  const buf = Buffer.allocUnsafe(Math.min(PREREAD_CHUNK_BYTES, Math.max(size, 1)));
+  let done = 0;
+  while (done < size) {
+    const { bytesRead } = await readAt(fd, buf, 0, Math.min(buf.length, size - done), done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
 }
 
 /** Compress `inFd`'s content (from its current offset) into `outFd`. Returns the method used. */
