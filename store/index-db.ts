@@ -552,6 +552,10 @@ export class IndexDb {
   }
 
   #migrate(): void {
+    // Up to date, as at every open but the first after an upgrade: a plain read, no write
+    // lock (in a crash storm every handler opens the index; each taking the write lock just
+    // to read the version queued them all behind each other's busy waits).
+    if (this.db.pragma('user_version', { simple: true }) === MIGRATIONS.length) return;
     // IMMEDIATE takes the write lock before reading user_version, so two handlers
     // creating a fresh index at the same moment do not both apply migration 1.
     const apply = this.db.transaction(() => {

@@ -204,6 +204,24 @@ describe('IndexDb: opening', () => {
     expect(tables.n).toBe(1);
   });
 
+  it('an up-to-date index opens while another process holds the write lock (a storm of handlers does not queue on it)', () => {
+    openDb().close();
+    // Another connection (as another handler would) in the middle of a write transaction.
+    const other = new Database(idx.path, { timeout: 10 });
+    try {
+      other.prepare('BEGIN IMMEDIATE').run();
+      const t0 = performance.now();
+      const b = idx.openDb({ busyTimeoutMs: 300 });
+      expect(performance.now() - t0).toBeLessThan(250);
+      expect(b.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      other.prepare('ROLLBACK').run();
+      b.insert(row({ time: BASE }));
+      expect(b.list()).toHaveLength(1);
+    } finally {
+      other.close();
+    }
+  });
+
   it('an index from a newer flightbox is refused with STORE_CORRUPT', () => {
     openDb().close();
     const raw = new Database(idx.path);
