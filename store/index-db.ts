@@ -1,7 +1,9 @@
 // The SQLite index of events (better-sqlite3): WAL, busy timeout, numbered append-only
 // migrations, statements prepared once, synchronous transactions. One connection per
 // process. The bundles on disk are the truth; this is a rebuildable index of them.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Manifest } from './manifest.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
@@ -11,8 +13,15 @@ export const INDEX_FILE = 'index.sqlite';
 // Loaded on first use, not at import: the crash handler imports the store on its hold path
 // but opens the index only after the crashed process has been released.
 let DatabaseCtor: typeof Database | undefined;
+/** better-sqlite3's compiled addon, named directly: its own search (the `bindings` package) stats a dozen paths, 2-3 ms of every handler. */
+let nativeBinding: string | undefined;
 function database(): typeof Database {
-  DatabaseCtor ??= createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+  if (!DatabaseCtor) {
+    const load = createRequire(import.meta.url);
+    DatabaseCtor = load('better-sqlite3') as typeof Database;
+    const addon = join(dirname(load.resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
+    nativeBinding = existsSync(addon) ? addon : undefined;
+  }
   return DatabaseCtor;
 }
 
@@ -524,7 +533,8 @@ export class IndexDb {
 
   constructor(path: string, opts: { busyTimeoutMs: number; readonly?: boolean }) {
     try {
-      this.db = new (database())(path, { timeout: opts.busyTimeoutMs, readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+      const Ctor = database();
+      this.db = new Ctor(path, { timeout: opts.busyTimeoutMs, readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false, nativeBinding });
       if (!opts.readonly) {
         this.db.pragma('journal_mode = WAL');
         this.db.pragma('synchronous = NORMAL');
