@@ -21,7 +21,7 @@ import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
 import { findProgram } from '../lib/programs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
-import type { CodeCacheState, CoreInfo, CrashProcess, Manifest, RecorderSummary } from '../store/manifest.js';
+import type { CodeCacheState, CoreInfo, CrashProcess, KnownHash, Manifest, RecorderSummary } from '../store/manifest.js';
 import type { ControlRequest } from '../lib/control-client.js';
 import type { OutboxRequest } from '../store/index-db.js';
 import { acquireHandlerSlot, type HandlerSlot } from '../store/handler-slots.js';
@@ -263,7 +263,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   }
   // The stack trace and compression modules (and node:child_process with them) only when
   // there is a core for them: a crash storm's metadata-only handlers do without, ~6 ms each.
-  const [{ MANIFEST_VERSION, hostInfo }, { crashSignature, crashingThread }] = await Promise.all([
+  const [{ MANIFEST_VERSION, hostInfo, sha256Growing }, { crashSignature, crashingThread }] = await Promise.all([
     import('../store/manifest.js'), import('./signature.js'),
   ]);
 
@@ -344,6 +344,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     }
   })();
 
+  const knownHashes = new Map<string, KnownHash>();
   let compressedFromRaw = false;
   if (rawFd !== null && !rateLimited && !diskFull && core.size > 0) {
     const tc = now();
@@ -361,7 +362,12 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
           // Holes read in the compressor's small reads can cost several times what large
           // reads cost (see preread); below PREREAD_MIN_HOLE_BYTES it makes no difference.
           if (core.sparseBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, core.size);
-          const used = await compressFd(inFd, outFd, cfg.core.compress, cfg.core.level);
+          const compressing = compressFd(inFd, outFd, cfg.core.compress, cfg.core.level);
+          // The manifest's sha256 of the compressed core, worked out while zstd writes it.
+          const hashing = cfg.core.compress === 'zstd' ? sha256Growing(join(staging, name), compressing).catch(() => null) : null;
+          const used = await compressing;
+          const hashed = await hashing;
+          if (hashed && used === cfg.core.compress) knownHashes.set(name, hashed);
           if (used !== cfg.core.compress) {
             // zstd missing: the gzip output went into the .zst-named file; give it its right name.
             warnings.push(`${cfg.core.compress} is not available, compressed with ${used}`);
@@ -491,7 +497,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // And only when /proc was verified to be that process, with all four uids its own.
   const ownUids = proc.verified && proc.meta.uids !== null && proc.meta.uids.length > 0 && proc.meta.uids.every((u) => u === args.uid);
   const grantUid = cfg.capture.userAccess && args.dumpable === 1 && args.uid > 0 && ownUids ? args.uid : null;
-  const ix = store.finishBundle(staging, manifest, { mail, grantUid });
+  const ix = store.finishBundle(staging, manifest, { mail, grantUid, knownHashes });
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
   // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.

@@ -1,9 +1,10 @@
 // manifest.json: what happened and what the bundle holds. Written last, before the bundle
 // is published; every other file is listed with its size and sha256 so that a copy
 // (an archive, a mail attachment) can be verified.
-import { closeSync, openSync, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
+import { closeSync, openSync, read, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
 import { hostname, machine, release } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { builtin } from '../lib/builtin.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 
@@ -141,16 +142,68 @@ export function sha256File(path: string): string {
   return h.digest('hex');
 }
 
-/** Every regular file under `dir` (recursively), except the manifest, with size and sha256. */
-export function listBundleFiles(dir: string, prefix = ''): FileEntry[] {
+const readAt = promisify(read);
+
+/** A file's sha256 worked out while it was written, and how many bytes it covers. */
+export interface KnownHash {
+  sha256: string;
+  bytes: number;
+}
+
+/**
+ * The sha256 of a file another process is appending to (zstd writing a compressed core),
+ * read as it grows, so that hashing runs beside the writing instead of after it (a GiB
+ * takes ~1.4 s to hash here). `finished` settles when the writer is done; the file is then
+ * read to its end. The caller checks `bytes` against the final size.
+ */
+export async function sha256Growing(path: string, finished: Promise<unknown>): Promise<KnownHash> {
+  const h = builtin('node:crypto').createHash('sha256');
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  let writerDone = false;
+  const done = finished.then(() => { writerDone = true; }, () => { writerDone = true; });
+  try {
+    const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+    let bytes = 0;
+    for (;;) {
+      // Noted before the read: a read that comes back empty after the writer finished is the end.
+      const wasDone = writerDone;
+      const { bytesRead } = await readAt(fd, buf, 0, buf.length, bytes);
+      if (bytesRead > 0) {
+        h.update(buf.subarray(0, bytesRead));
+        bytes += bytesRead;
+      } else if (wasDone) {
+        return { sha256: h.digest('hex'), bytes };
+      } else {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([done, new Promise((r) => { timer = setTimeout(r, GROWING_POLL_MS); })]);
+        clearTimeout(timer);
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** How long sha256Growing waits for more of the file when it has caught up with the writer. */
+const GROWING_POLL_MS = 5;
+
+/**
+ * Every regular file under `dir` (recursively), except the manifest, with size and sha256.
+ * `known`: hashes already worked out, by path in the bundle; used when they cover the whole file.
+ */
+export function listBundleFiles(dir: string, prefix = '', known: ReadonlyMap<string, KnownHash> = new Map()): FileEntry[] {
   const out: FileEntry[] = [];
   for (const name of readdirSync(dir).sort()) {
     const rel = prefix ? `${prefix}/${name}` : name;
     if (rel === MANIFEST_NAME) continue;
     const full = join(dir, name);
     const st = lstatSync(full);
-    if (st.isDirectory()) out.push(...listBundleFiles(full, rel));
-    else if (st.isFile()) out.push({ path: rel, size: st.size, sha256: sha256File(full), mode: (st.mode & 0o777).toString(8) });
+    if (st.isDirectory()) out.push(...listBundleFiles(full, rel, known));
+    else if (st.isFile()) {
+      const k = known.get(rel);
+      const sha256 = k !== undefined && k.bytes === st.size ? k.sha256 : sha256File(full);
+      out.push({ path: rel, size: st.size, sha256, mode: (st.mode & 0o777).toString(8) });
+    }
   }
   return out;
 }

@@ -8,7 +8,7 @@ import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensurePrivateFile, ensureSecureDir, fsyncDir, readSmallNoFollow, syncTree, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { bundleDay, isBundleId } from './bundle-id.js';
 import { INDEX_FILE, IndexDb, rowFromManifest, type OutboxRequest, type OutboxStatus } from './index-db.js';
-import { MANIFEST_NAME, listBundleFiles, readManifest, type Manifest } from './manifest.js';
+import { MANIFEST_NAME, listBundleFiles, readManifest, type KnownHash, type Manifest } from './manifest.js';
 
 export const STAGING_DIR = 'staging';
 export const BUNDLES_DIR = 'bundles';
@@ -47,6 +47,8 @@ export interface IndexExtras {
 export interface FinishOptions extends IndexExtras {
   /** the crashing user, to be given read access to their crash (never for setuid or non-dumpable) */
   grantUid?: number | null;
+  /** sha256 of files hashed while they were written (the compressed core), by path in the bundle */
+  knownHashes?: ReadonlyMap<string, KnownHash>;
 }
 
 /** A spool marker: empty (an event to index), or JSON naming what else waits with it. */
@@ -156,7 +158,7 @@ export class Store {
   } {
     // Files written on the crash handler's hold path were not synced; do it now, once.
     syncTree(staging);
-    manifest.files = listBundleFiles(staging).filter((f) => f.path !== '.owner');
+    manifest.files = listBundleFiles(staging, '', extras.knownHashes).filter((f) => f.path !== '.owner');
     if (extras.grantUid !== undefined && extras.grantUid !== null) {
       try {
         this.grantUserAccess(staging, manifest.id, extras.grantUid);
