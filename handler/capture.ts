@@ -1,7 +1,7 @@
 // One crash, from the kernel's arguments and pipe to a published, indexed bundle.
 // Order matters and is the point of this file:
 //   1. say that the crash happened (kernel log, store log) before anything can fail, and
-//      send the daemon a freeze request for the flight recorders (answer read after step 4);
+//      ask the daemon to freeze the flight recorders (a line on its FIFO, no answer awaited);
 //   2. read /proc/<pid> while it exists (the kernel removes it once the core is read), into
 //      memory: the files are written after the release;
 //   3. copy the core from stdin to the staging area (the crashed process waits for this);
