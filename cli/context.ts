@@ -18,6 +18,7 @@ export function loadCliConfig(opts: GlobalOptions): { config: Config; path: stri
     const more = loaded.errors.length > 1 ? ` (and ${loaded.errors.length - 1} more problem${loaded.errors.length > 2 ? 's' : ''})` : '';
     throw new FlightboxError('CONFIG_INVALID', `${formatConfigIssue(first)}${more}`);
   }
+  for (const w of loaded.warnings) process.stderr.write(`flightbox: warning: ${formatConfigIssue(w)}\n`);
   return { config: loaded.config, path, explicit };
 }
 

@@ -394,9 +394,6 @@ const SCHEMA: Schema = {
   },
   daemon: {
     socket: nullableAbsPath((c, v) => { c.daemon.socket = v; }),
-    // Obsolete: the crash handler no longer waits for the freeze (it writes a line on the
-    // daemon's freeze FIFO). Still accepted, so that older files load; it has no effect.
-    freezeTimeout: duration(() => undefined),
     snapshotDeadline: duration((c, v) => { c.daemon.snapshotDeadlineMs = v; }),
   },
   recorders: {
@@ -575,9 +572,17 @@ export function loadConfig(path: string, opts: { explicit: boolean }): LoadedCon
     errors.push({ key: '', message: e.message.split('\n')[0] ?? 'invalid YAML', file: path, line: lineOf(e.pos[0]) });
   }
   if (errors.length > 0) return { config, warnings, errors };
-  validate(doc, config, path, lineOf, errors, isMap);
+  validate(doc, config, path, lineOf, errors, isMap, warnings);
   return { config, warnings, errors };
 }
+
+/**
+ * Options that older versions had and this one no longer uses: still accepted, so that an
+ * older file loads, with a warning saying why they do nothing.
+ */
+const OBSOLETE: Readonly<Record<string, string>> = {
+  'daemon.freezeTimeout': "no longer used and ignored: the crash handler does not wait for the daemon's freeze any more (it writes one line on the daemon's freeze FIFO); remove it",
+};
 
 function validate(
   doc: Document,
@@ -586,6 +591,7 @@ function validate(
   lineOf: (offset: number | undefined) => number | null,
   errors: ConfigIssue[],
   isMap: typeof import('yaml').isMap,
+  warnings: ConfigIssue[],
 ): void {
   const root = doc.contents;
   if (root === null || root === undefined) return; // empty file: defaults
@@ -605,6 +611,11 @@ function validate(
         const parsed = parseRules(pair.value, { file, lineOf });
         config.rules = parsed.rules;
         errors.push(...parsed.errors);
+        continue;
+      }
+      const obsolete = OBSOLETE[full];
+      if (obsolete !== undefined) {
+        warnings.push({ key: full, message: obsolete, file, line: keyLine });
         continue;
       }
       const entry = schema[key];

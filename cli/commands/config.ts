@@ -11,7 +11,8 @@ export async function run(...args: unknown[]): Promise<number> {
     return 0;
   }
   const { path, explicit } = resolveConfigPath(opts.config);
-  const { config, errors } = loadConfig(path, { explicit });
+  const { config, errors, warnings } = loadConfig(path, { explicit });
+  for (const w of warnings) process.stderr.write(`flightbox: warning: ${formatConfigIssue(w)}\n`);
   if (errors.length > 0) {
     for (const e of errors) process.stderr.write(`flightbox: ${formatConfigIssue(e)}\n`);
     return ERROR_CODES.CONFIG_INVALID.exit;

@@ -534,6 +534,18 @@ describe('config', () => {
     expect(t.stderr).toContain(`${f}:3`);
     expect(t.stderr).toContain('store.rooot');
   });
+
+  test('an option older versions had (daemon.freezeTimeout): valid, with one warning naming file, line and key', () => {
+    const f = join(work, 'old.yaml');
+    writeFileSync(f, `store:\n  root: ${s.root}\ndaemon:\n  freezeTimeout: 500ms\n`);
+    const r = runCli(['--config', f, 'config']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${f}: valid\n`);
+    expect(r.stderr).toMatch(new RegExp(`^flightbox: warning: daemon\\.freezeTimeout: no longer used and ignored: .* \\(${f}:4\\)\\n$`));
+    const l = runCli(['--config', f, 'list', '--json']);
+    expect(l.code, l.stderr).toBe(0);
+    expect(l.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
 });
 
 describe('invocations that fail: exit status and one sentence', () => {

@@ -220,7 +220,6 @@ describe('loadConfig: each key, valid and invalid', () => {
     ['install', 'sysctlDropIn', '/etc/sysctl.d/99-fb.conf', (c) => c.install.sysctlDropIn, '/etc/sysctl.d/99-fb.conf'],
     ['daemon', 'socket', '/run/fb.sock', (c) => c.daemon.socket, '/run/fb.sock'],
     ['daemon', 'socket', 'null', (c) => c.daemon.socket, null],
-    ['daemon', 'freezeTimeout', '1s', (c) => Object.keys(c.daemon).sort(), ['snapshotDeadlineMs', 'socket']], // obsolete: accepted, no effect
     ['daemon', 'snapshotDeadline', '30s', (c) => c.daemon.snapshotDeadlineMs, 30_000],
   ];
   it.each(valid)('%s.%s: %s is accepted', (section, key, yaml, get, expected) => {
@@ -255,10 +254,17 @@ describe('loadConfig: each key, valid and invalid', () => {
     ['install', 'launcher', 'bin/handler', /expected an absolute path/],
     ['install', 'sysctlDropIn', 'true', /expected an absolute path, got true/],
     ['daemon', 'socket', 'fb.sock', /expected an absolute path, got "fb.sock"/],
-    ['daemon', 'freezeTimeout', 'quick', /expected a duration/],
   ];
   it.each(invalid)('%s.%s: %j is rejected', (section, key, yaml, message) => {
     expectRejected(section, key, yaml, message);
+  });
+
+  it.each(['1s', 'quick'])('daemon.freezeTimeout: %s, an option of older versions, loads with a warning saying it does nothing', (value) => {
+    const r = load(`store:\n  root: /srv/fb\ndaemon:\n  freezeTimeout: ${value}\n`);
+    expect(r.errors).toEqual([]);
+    expect(r.warnings).toEqual([{ key: 'daemon.freezeTimeout', message: expect.stringMatching(/^no longer used and ignored: .*freeze FIFO/), file: r.path, line: 4 }]);
+    expect(r.config.store.root).toBe('/srv/fb');
+    expect(values(r.config)).toEqual({ ...values(defaultConfig()), store: { ...defaultConfig().store, root: '/srv/fb' } });
   });
 
   it('a very long bad value is shortened in the message', () => {
