@@ -242,10 +242,10 @@ const labelsOf = (r: { kind: string; exe: string | null; signal: number | null; 
   r.kind === 'crash' ? [exeLabel(r.exe), signalLabel(r.signal)] : [r.rule ?? NO_RULE];
 
 /**
- * The daemon's event loop also answers the crash handler's freeze (daemon.freezeTimeout,
- * 500 ms by default), so no reading may hold it for long: scans of the whole index go in
- * steps of this many rowids (about 15 ms each at a million events), with the event loop
- * free in between.
+ * The daemon's event loop also reads the crash handlers' freeze requests (a late one leaves a
+ * history that runs past the crash), so no reading may hold it for long: scans of the whole
+ * index go in steps of this many rowids (about 15 ms each at a million events), with the
+ * event loop free in between.
  */
 export const SCAN_STEP_ROWS = 20_000;
 /** Events of the last LATE_INDEX_MS are read again each time, this many per step. */
