@@ -3,9 +3,10 @@
 // snapshot events; SIGHUP refuses a broken config; SIGTERM leaves nothing behind; a daemon
 // killed with SIGKILL does not stop crashes from being captured.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, lstatSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { controlRequest } from '../../lib/control-client.js';
 import { FIXTURES, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
 import { noSysctlDropIn, startDaemon, stopDaemon, waitRunning, type DaemonProc } from './daemon-proc.js';
 import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
@@ -143,6 +144,53 @@ describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
     const st = runCli(['--config', store.configPath, 'status', '--json']);
     expect(st.code, st.stderr).toBe(0);
     expect((JSON.parse(st.stdout) as { daemon: { frozen: boolean } }).daemon.frozen).toBe(false);
+  });
+
+  // The control protocol as crash handlers speak it, driven by hand: an older handler's socket
+  // freeze and snapshot without an id, and the FIFO line paired (or not) with a snapshot by id.
+  it('every freeze is thawed: socket freeze + snapshot without id, FIFO line + snapshot by id, a line after its snapshot', async () => {
+    daemon = startDaemon(store, ['--no-install']);
+    await waitRunning(daemon);
+    const sock = join(store.root, 'daemon.sock');
+    const frozen = async (): Promise<boolean> => ((await controlRequest(sock, { op: 'status' }, 5000)) as { frozen?: boolean }).frozen === true;
+    const staging = (id: string): string => {
+      const d = join(store.root, 'staging', id);
+      mkdirSync(d, { mode: 0o700 });
+      return join(d, 'recorder');
+    };
+    const line = (text: string): void => {
+      const fd = openSync(join(store.root, 'daemon.sock.freeze'), constants.O_WRONLY | constants.O_NONBLOCK);
+      try {
+        writeSync(fd, text);
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const ids = ['20261126T100000-101-aaaaaa', '20261126T100000-102-bbbbbb', '20261126T100000-103-cccccc', '20261126T100000-104-dddddd'];
+
+    // An older handler: freeze over the socket, then a snapshot without an id.
+    expect(await controlRequest(sock, { op: 'freeze', reason: 'old handler' }, 5000)).toMatchObject({ ok: true });
+    expect(await frozen()).toBe(true);
+    const old = await controlRequest(sock, { op: 'snapshot-into', dir: staging(ids[0]!), reason: 'old', thaw: true }, 20_000);
+    expect(old).toMatchObject({ ok: true, frozeHere: false });
+    expect(await frozen()).toBe(false);
+
+    // Today's handler: the FIFO line, then its snapshot claims that freeze.
+    line(`freeze ${ids[1]}\n`);
+    await waitFor('the FIFO line taken', () => frozen(), 5000);
+    const early = await controlRequest(sock, { op: 'snapshot-into', dir: staging(ids[1]!), reason: 'new', thaw: true, id: ids[1] }, 20_000);
+    expect(early).toMatchObject({ ok: true, early: true, frozeHere: false });
+    expect(await frozen()).toBe(false);
+
+    // A snapshot whose line never came freezes for itself; its line arriving afterwards takes nothing.
+    const late = await controlRequest(sock, { op: 'snapshot-into', dir: staging(ids[2]!), reason: 'late', thaw: true, id: ids[2] }, 20_000);
+    expect(late).toMatchObject({ ok: true, early: false, frozeHere: true });
+    line(`freeze ${ids[2]}\nnonsense\n`);
+    // Then a line for another crash, as a marker that the ones before it were read.
+    line(`freeze ${ids[3]}\n`);
+    await waitFor('the marker line taken', () => frozen(), 5000);
+    expect(await controlRequest(sock, { op: 'snapshot-into', dir: staging(ids[3]!), reason: 'm', thaw: true, id: ids[3] }, 20_000)).toMatchObject({ ok: true, early: true });
+    expect(await frozen()).toBe(false);
   });
 
   it('a daemon killed with SIGKILL does not stop crashes from being captured', async () => {
