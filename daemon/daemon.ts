@@ -208,17 +208,11 @@ export class Daemon {
       case 'snapshot-into': {
         const dir = this.#checkStagingTarget(req.dir);
         mkdirSync(dir, { mode: 0o700 });
-        let early: boolean | undefined;
-        let frozeHere: boolean;
-        if (req.id !== undefined) {
-          // A crash handler that sent its early freeze on the FIFO: this snapshot owns that
-          // freeze, or, when the line never came (or comes later), takes one of its own.
-          early = this.#early.claim(req.id, this.#recorders.leaseGeneration);
-          frozeHere = !early;
-        } else {
-          // Without an id: the freeze, if any, came over the socket and may have timed out.
-          frozeHere = !this.#recorders.frozen;
-        }
+        // With an id (a handler that sent its early freeze on the FIFO) this snapshot owns that
+        // freeze, or, when the line never came (or comes later), takes one of its own. Without
+        // one (an older handler) the freeze came over the socket and may have timed out.
+        const early = req.id === undefined ? undefined : this.#early.claim(req.id, this.#recorders.leaseGeneration);
+        const frozeHere = early === undefined ? !this.#recorders.frozen : !early;
         if (frozeHere) await this.#recorders.freeze();
         const frozenAt = this.#recorders.frozenAt;
         try {

@@ -32,7 +32,6 @@ export class FreezeFifo {
   /** Make the FIFO afresh (whatever was at its path is removed) and start reading it. */
   open(): void {
     try {
-      lstatSync(this.#path);
       unlinkSync(this.#path);
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;

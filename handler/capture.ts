@@ -348,7 +348,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   let compressedFromRaw = false;
   if (rawFd !== null && !rateLimited && !diskFull && core.size > 0) {
     const tc = now();
-    const { CORE_FILE_NAMES, PREREAD_MIN_HOLE_BYTES, compressFd, preread } = await import('../store/compress.js');
+    const { CORE_FILE_NAMES, compressFd } = await import('../store/compress.js');
     if (cfg.core.compress === 'none') {
       fsyncSync(rawFd);
       Object.assign(core, { stored: true, file: CORE_FILE_NAMES.none, compression: 'none', storedSize: core.size - core.sparseBytes });
@@ -359,10 +359,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
         const inFd = openSync(join(staging, 'core'), constants.O_RDONLY | constants.O_NOFOLLOW);
         try {
           outFd = createExclusive(staging, name, 0o600);
-          // Holes read in the compressor's small reads can cost several times what large
-          // reads cost (see preread); below PREREAD_MIN_HOLE_BYTES it makes no difference.
-          if (core.sparseBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, core.size);
-          const compressing = compressFd(inFd, outFd, cfg.core.compress, cfg.core.level);
+          const compressing = compressFd(inFd, outFd, cfg.core.compress, cfg.core.level, { holeBytes: core.sparseBytes });
           // The manifest's sha256 of the compressed core, worked out while zstd writes it.
           const hashing = cfg.core.compress === 'zstd' ? sha256Growing(join(staging, name), compressing).catch(() => null) : null;
           const used = await compressing;

@@ -5,8 +5,9 @@
 //
 // The cache lives in /run/flightbox (handler/run-dir.ts, beside the config cache) under a
 // name made of the bundle's inode, size and mtime and node's version: V8 only checks a cache
-// against the source's length, so the name is what ties it to this exact bundle. A cache V8 rejects, a directory that is not root's own, any error at all: the bundle
-// is compiled as it would be without the cache; the crash never depends on it.
+// against the source's length, so the name is what ties it to this exact bundle. A cache V8
+// rejects, a directory that is not root's own, any error at all: the bundle is compiled as it
+// would be without the cache; the crash never depends on it.
 // Bundled on its own (with the few safe-fs helpers it uses) and kept tiny.
 import { closeSync, constants, fstatSync, openSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';

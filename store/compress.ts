@@ -2,12 +2,12 @@
 // passes file descriptors it opened itself, so the program never opens a path), gzip
 // through zlib when zstd is missing. Runs after the crashed process was released.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, createReadStream, createWriteStream, openSync, read } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { CompressMethod } from '../lib/config.js';
+import { readChunks } from '../lib/chunks.js';
 import { FlightboxError } from '../lib/errors.js';
 import { findProgram } from '../lib/programs.js';
 
@@ -30,10 +30,6 @@ function runWithFds(program: string, args: string[], inFd: number, outFd: number
   });
 }
 
-const readAt = promisify(read);
-/** The size of the reads that bring a file into the page cache before compression. */
-export const PREREAD_CHUNK_BYTES = 4 * 1024 * 1024;
-
 /** Cores with fewer bytes of holes than this are compressed without a pre-read. */
 export const PREREAD_MIN_HOLE_BYTES = 32 * 1024 * 1024;
 
@@ -47,19 +43,17 @@ export const PREREAD_MIN_HOLE_BYTES = 32 * 1024 * 1024;
  * Positional reads: the descriptor's offset, which the compressor reads from, does not move.
  * Returns the bytes read.
  */
-export async function preread(fd: number, size: number): Promise<number> {
-  const buf = Buffer.allocUnsafe(Math.min(PREREAD_CHUNK_BYTES, Math.max(size, 1)));
-  let done = 0;
-  while (done < size) {
-    const { bytesRead } = await readAt(fd, buf, 0, Math.min(buf.length, size - done), done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done;
+export function preread(fd: number, size: number): Promise<number> {
+  return readChunks(fd, { max: size });
 }
 
-/** Compress `inFd`'s content (from its current offset) into `outFd`. Returns the method used. */
-export async function compressFd(inFd: number, outFd: number, method: CompressMethod, level: number): Promise<CompressMethod> {
+/**
+ * Compress `inFd`'s content (from its current offset) into `outFd`. Returns the method used.
+ * `holeBytes`: how much of the input is holes, which from PREREAD_MIN_HOLE_BYTES on are read
+ * into the page cache first (see preread).
+ */
+export async function compressFd(inFd: number, outFd: number, method: CompressMethod, level: number, opts: { holeBytes?: number } = {}): Promise<CompressMethod> {
+  if ((opts.holeBytes ?? 0) >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, fstatSync(inFd).size);
   if (method === 'zstd') {
     const zstd = findProgram('zstd');
     if (zstd) {

@@ -1,11 +1,11 @@
 // manifest.json: what happened and what the bundle holds. Written last, before the bundle
 // is published; every other file is listed with its size and sha256 so that a copy
 // (an archive, a mail attachment) can be verified.
-import { closeSync, openSync, read, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, lstatSync, readFileSync, constants } from 'node:fs';
 import { hostname, machine, release } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { builtin } from '../lib/builtin.js';
+import { readChunks } from '../lib/chunks.js';
 import { FlightboxError, messageOf } from '../lib/errors.js';
 
 /** What the handler's loader did with V8's code cache (handler/start.ts). */
@@ -142,8 +142,6 @@ export function sha256File(path: string): string {
   return h.digest('hex');
 }
 
-const readAt = promisify(read);
-
 /** A file's sha256 worked out while it was written, and how many bytes it covers. */
 export interface KnownHash {
   sha256: string;
@@ -159,33 +157,13 @@ export interface KnownHash {
 export async function sha256Growing(path: string, finished: Promise<unknown>): Promise<KnownHash> {
   const h = builtin('node:crypto').createHash('sha256');
   const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  let writerDone = false;
-  const done = finished.then(() => { writerDone = true; }, () => { writerDone = true; });
   try {
-    const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
-    let bytes = 0;
-    for (;;) {
-      // Noted before the read: a read that comes back empty after the writer finished is the end.
-      const wasDone = writerDone;
-      const { bytesRead } = await readAt(fd, buf, 0, buf.length, bytes);
-      if (bytesRead > 0) {
-        h.update(buf.subarray(0, bytesRead));
-        bytes += bytesRead;
-      } else if (wasDone) {
-        return { sha256: h.digest('hex'), bytes };
-      } else {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([done, new Promise((r) => { timer = setTimeout(r, GROWING_POLL_MS); })]);
-        clearTimeout(timer);
-      }
-    }
+    const bytes = await readChunks(fd, { onChunk: (c) => h.update(c), until: finished });
+    return { sha256: h.digest('hex'), bytes };
   } finally {
     closeSync(fd);
   }
 }
-
-/** How long sha256Growing waits for more of the file when it has caught up with the writer. */
-const GROWING_POLL_MS = 5;
 
 /**
  * Every regular file under `dir` (recursively), except the manifest, with size and sha256.
