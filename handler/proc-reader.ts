@@ -132,9 +132,63 @@ export function startTimeFromStat(stat: string | null): number | null {
 }
 
 function pidOfPidfd(fd: number): number | null {
-  const info = readBounded(`/proc/self/fdinfo/${fd}`, 8192)?.toString() ?? '';
+  return pidFromFdinfo(readBounded(`/proc/self/fdinfo/${fd}`, 8192)?.toString() ?? '');
+}
+
+/** The `Pid:` line of a pidfd's fdinfo. */
+export function pidFromFdinfo(info: string): number | null {
   const m = /^Pid:\s*(-?\d+)/m.exec(info);
   return m ? Number(m[1]) : null;
+}
+
+/**
+ * Where the state of a process is read from: its live /proc directory (liveProcSource), or
+ * a copy the launcher made of it during a crash storm (handler/overflow.ts). The checks and
+ * the parsing below are the same for both.
+ */
+export interface ProcSource {
+  /** The directory named in warnings. */
+  readonly label: string;
+  /** A file of the process's /proc directory ('status', 'fdinfo/3'); null when unreadable. */
+  read(name: string, max?: number): Buffer | null;
+  /** A link of it ('exe', 'cwd', 'ns/pid', 'fd/3'); null when unreadable. */
+  link(name: string): string | null;
+  /** Its open file descriptors, by number (throws when they cannot be listed). */
+  fds(): string[];
+  /** stat, read again once everything else was read. */
+  statAfter(): string | null;
+  /** Which pid the kernel's pidfd (%F) names: before reading, and again after. */
+  pidfdPid(when: 'before' | 'after'): number | null;
+  /** The reading handler's own start time (clock ticks since boot). */
+  handlerStartTicks(): number | null;
+  /** The reading handler's own namespace link ('pid', 'mnt', ...). */
+  ownNamespace(ns: string): string | null;
+  /** The executable, opened while the process lived; null when not possible. */
+  openExe(): number | null;
+}
+
+/** The live /proc/<pid>, read now. */
+export function liveProcSource(pid: number, opts: ReadProcOptions = {}): ProcSource {
+  const dir = `${opts.procRoot ?? '/proc'}/${pid}`;
+  const pidfd = opts.pidfd ?? null;
+  return {
+    label: dir,
+    read: (name, max) => readBounded(`${dir}/${name}`, max),
+    link: (name) => link(`${dir}/${name}`),
+    fds: () => readdirSync(`${dir}/fd`),
+    statAfter: () => readBounded(`${dir}/stat`)?.toString('utf8') ?? null,
+    pidfdPid: () => (pidfd === null ? null : pidOfPidfd(pidfd)),
+    handlerStartTicks: () => (opts.handlerStartTicks !== undefined ? opts.handlerStartTicks : startTimeFromStat(readBounded('/proc/self/stat')?.toString() ?? null)),
+    ownNamespace: (ns) => link(`/proc/self/ns/${ns}`),
+    openExe: () => {
+      // execve only runs regular files, so this never blocks
+      try {
+        return openSync(`${dir}/exe`, constants.O_RDONLY | constants.O_NONBLOCK);
+      } catch {
+        return null; // gone, or a kernel thread
+      }
+    },
+  };
 }
 
 /** Nothing of a process that is not the crashed one: only the warnings saying why. */
@@ -147,33 +201,36 @@ function impostor(warnings: string[]): ProcState {
 }
 
 export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcState {
-  const procRoot = opts.procRoot ?? '/proc';
-  const dir = `${procRoot}/${pid}`;
+  return readProcStateFrom(pid, liveProcSource(pid, opts), { environ: opts.environ, checkPidfd: opts.pidfd !== null && opts.pidfd !== undefined, pidfd: opts.pidfd ?? null });
+}
+
+export function readProcStateFrom(pid: number, src: ProcSource, opts: { environ?: boolean; checkPidfd: boolean; pidfd: number | null }): ProcState {
+  const dir = src.label;
   const warnings: string[] = [];
   const files: ProcFile[] = [];
-  const text = (name: string): string | null => readBounded(`${dir}/${name}`)?.toString('utf8') ?? null;
+  const text = (name: string): string | null => src.read(name)?.toString('utf8') ?? null;
 
   // Whose /proc is this? Checked before reading anything: an impostor's exe, command line and
   // environment must not end up in a crash bundle its crashing user may read.
-  if (opts.pidfd !== null && opts.pidfd !== undefined) {
-    const p = pidOfPidfd(opts.pidfd);
+  if (opts.checkPidfd) {
+    const p = src.pidfdPid('before');
     if (p !== pid) {
       warnings.push(`pidfd ${opts.pidfd} refers to pid ${p ?? 'unknown'}, not ${pid}; /proc data belongs to another process and is not kept`);
       return impostor(warnings);
     }
   }
   const statBefore = text('stat');
-  const handlerStart = opts.handlerStartTicks !== undefined ? opts.handlerStartTicks : startTimeFromStat(readBounded('/proc/self/stat')?.toString() ?? null);
+  const handlerStart = src.handlerStartTicks();
   const theirStart = startTimeFromStat(statBefore);
   if (handlerStart !== null && theirStart !== null && theirStart > handlerStart) {
     warnings.push(`pid ${pid} now belongs to a process started after this handler (start time ${theirStart} > ${handlerStart} ticks): the pid was reused, its /proc data is not kept`);
     return impostor(warnings);
   }
 
-  const commRaw = readBounded(`${dir}/comm`, 4096);
+  const commRaw = src.read('comm', 4096);
   if (commRaw === null) warnings.push(`Failed to read ${dir}/comm (process gone?), ignoring`);
   const statusText = text('status');
-  const cmdlineRaw = readBounded(`${dir}/cmdline`);
+  const cmdlineRaw = src.read('cmdline');
   const cgroupText = text('cgroup');
   const cgroupV2 = cgroupText?.split('\n').find((l) => l.startsWith('0::'))?.slice(3) ?? null;
 
@@ -190,19 +247,19 @@ export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcStat
   keep('comm', commRaw);
   keep('cgroup', cgroupText === null ? null : Buffer.from(cgroupText));
   for (const name of ['maps', 'limits', 'mountinfo', 'auxv', 'io', 'sched', 'oom_score', 'loginuid', 'sessionid', 'coredump_filter']) {
-    keep(name, readBounded(`${dir}/${name}`), 0o640, commRaw !== null && (name === 'maps' || name === 'limits'));
+    keep(name, src.read(name), 0o640, commRaw !== null && (name === 'maps' || name === 'limits'));
   }
-  if (opts.environ !== false) keep('environ', readBounded(`${dir}/environ`), 0o600);
+  if (opts.environ !== false) keep('environ', src.read('environ'), 0o600);
 
   // Open file descriptors: number → target, and each fdinfo (position, flags), as systemd does.
   let fdCount: number | null = null;
   try {
-    const fds = readdirSync(`${dir}/fd`).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
+    const fds = src.fds().filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(a) - Number(b));
     fdCount = fds.length;
     const lines: string[] = [];
     for (const fd of fds.slice(0, MAX_FDS_LISTED)) {
-      lines.push(`${fd}:${link(`${dir}/fd/${fd}`) ?? '?'}`);
-      const info = readBounded(`${dir}/fdinfo/${fd}`, 65536)?.toString() ?? '';
+      lines.push(`${fd}:${src.link(`fd/${fd}`) ?? '?'}`);
+      const info = src.read(`fdinfo/${fd}`, 65536)?.toString() ?? '';
       lines.push(...info.trimEnd().split('\n').filter(Boolean).map((l) => `  ${l}`));
     }
     if (fds.length > MAX_FDS_LISTED) lines.push(`... ${fds.length - MAX_FDS_LISTED} more`);
@@ -214,10 +271,10 @@ export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcStat
   const namespaces: Record<string, string> = {};
   let inContainer: boolean | null = null;
   for (const ns of ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']) {
-    const theirs = link(`${dir}/ns/${ns}`);
+    const theirs = src.link(`ns/${ns}`);
     if (theirs === null) continue;
     namespaces[ns] = theirs;
-    const ours = link(`/proc/self/ns/${ns}`);
+    const ours = src.ownNamespace(ns);
     if (ours !== null && ['pid', 'mnt', 'user', 'net', 'uts', 'ipc'].includes(ns)) {
       inContainer = (inContainer ?? false) || ours !== theirs;
     }
@@ -229,10 +286,10 @@ export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcStat
   const nsPids = numbers(statusText === null ? null : field(statusText, 'NSpid'));
   const meta: ProcMeta = {
     comm: commRaw === null ? null : commRaw.toString('utf8').replace(/\n$/, ''),
-    exe: link(`${dir}/exe`),
+    exe: src.link('exe'),
     cmdline: cmdlineRaw === null ? null : cmdlineRaw.toString('utf8').replace(/\0$/, '').split('\0'),
-    cwd: link(`${dir}/cwd`),
-    root: link(`${dir}/root`),
+    cwd: src.link('cwd'),
+    root: src.link('root'),
     ppid: numbers(statusText === null ? null : field(statusText, 'PPid'))?.[0] ?? null,
     pidInNamespace: nsPids?.at(-1) ?? null,
     nsPids,
@@ -247,21 +304,16 @@ export function readProcState(pid: number, opts: ReadProcOptions = {}): ProcStat
     fdCount,
   };
 
-  // The executable itself (execve only runs regular files, so this never blocks), for the
-  // stack-trace tool: its path may name something else, or nothing, in our mount namespace.
-  let exeFd: number | null = null;
-  try {
-    exeFd = openSync(`${dir}/exe`, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch {
-    // gone, or a kernel thread
-  }
+  // The executable itself, for the stack-trace tool: its path may name something else, or
+  // nothing, in our mount namespace.
+  const exeFd = src.openExe();
 
   // Verify at the end that what we read still belongs to the crashed process: same start
   // time, and (where the kernel gave us a pidfd) the pidfd still names this pid.
   let verified = commRaw !== null;
   if (verified) {
-    const after = startTimeFromStat(text('stat'));
-    if (after === null || after !== meta.startTimeTicks || (opts.pidfd !== null && opts.pidfd !== undefined && pidOfPidfd(opts.pidfd) !== pid)) {
+    const after = startTimeFromStat(src.statAfter());
+    if (after === null || after !== meta.startTimeTicks || (opts.checkPidfd && src.pidfdPid('after') !== pid)) {
       warnings.push(`/proc/${pid} changed while it was read (start time ${meta.startTimeTicks} → ${after}): the pid was reused, its /proc data is not kept`);
       if (exeFd !== null) closeSync(exeFd);
       return impostor(warnings);
