@@ -10,6 +10,7 @@ import { FlightboxError, messageOf } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { VERSION } from '../lib/version.js';
 import { handlerStatus, installHandler, uninstallHandler } from '../handler/install.js';
+import { drainIncoming, incomingWaiting } from '../handler/overflow.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { MANIFEST_VERSION, hostInfo, type Manifest, type RecorderSummary } from '../store/manifest.js';
 import { STAGING_DIR, Store } from '../store/store.js';
@@ -30,6 +31,8 @@ import type { RecorderName } from '../recorder/recorder.js';
 
 export const DAEMON_HOUSEKEEPING_INTERVAL_MS = 60_000;
 export const RECORDER_HEALTH_INTERVAL_MS = 5_000;
+/** Crash-storm spool entries older than this are taken by the daemon's housekeeping. */
+export const OVERFLOW_SWEEP_AGE_MS = 30_000;
 
 export interface DaemonOptions {
   config: Config;
@@ -97,6 +100,8 @@ export class Daemon {
     const swept = this.#store.sweepStaging();
     if (drained > 0) this.#out(`Indexed ${drained} spooled event(s).`);
     if (swept.length > 0) this.#out(`Removed ${swept.length} staging director${swept.length === 1 ? 'y' : 'ies'} left by dead handlers.`);
+    const overflow = await this.#drainOverflow(0);
+    if (overflow > 0) this.#out(`Recorded ${overflow} crash(es) a crash storm's launchers had left.`);
     this.#log.info({ drained, swept: swept.length, version: VERSION }, 'Daemon starting');
 
     // The socket first: a second daemon must be refused before it touches the recorders.
@@ -145,6 +150,29 @@ export class Daemon {
       this.#log.warn({}, 'Housekeeping failed, will retry: %s', messageOf(err));
     }
     this.#vacuum(); // retention
+    void this.#drainOverflow(OVERFLOW_SWEEP_AGE_MS);
+  }
+
+  #drainingOverflow = false;
+
+  /**
+   * Crashes a storm's launchers spooled that no drainer took (its node failed, or it was
+   * killed): normally the launcher's own drainer makes them into bundles within seconds.
+   */
+  async #drainOverflow(minAgeMs: number): Promise<number> {
+    if (this.#drainingOverflow || !incomingWaiting(this.#cfg.store.root)) return 0;
+    this.#drainingOverflow = true;
+    try {
+      const r = await drainIncoming(this.#cfg, { minAgeMs });
+      if (r.bundles > 0 || r.failed > 0) this.#log.info({ bundles: r.bundles, failed: r.failed }, 'Recorded crashes left by crash-storm launchers');
+      if (r.bundles > 0) this.#sender.wake();
+      return r.bundles;
+    } catch (err) {
+      this.#log.warn({}, 'Could not record the crashes left by crash-storm launchers, will retry: %s', messageOf(err));
+      return 0;
+    } finally {
+      this.#drainingOverflow = false;
+    }
   }
 
   /**

@@ -17,20 +17,20 @@ import { freezeFifoPath, socketPath, type Config } from '../lib/config.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
-import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
+import { checkSecureDir, createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
 import { findProgram } from '../lib/programs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
 import type { CodeCacheState, CoreInfo, CrashProcess, KnownHash, Manifest, RecorderSummary } from '../store/manifest.js';
 import type { ControlRequest } from '../lib/control-client.js';
 import type { OutboxRequest } from '../store/index-db.js';
-import { acquireHandlerSlot, type HandlerSlot } from '../store/handler-slots.js';
+import { acquireHandlerSlot, forgetHandlerSlot, type HandlerSlot } from '../store/handler-slots.js';
 import { Store } from '../store/store.js';
 import type { Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { NATIVE_COPY_AFTER_BYTES, streamCore } from './core-writer.js';
-import { readProcState } from './proc-reader.js';
-import { CODE_CACHE_STATE } from './run-dir.js';
+import { readProcState, readProcStateFrom, type ProcSource } from './proc-reader.js';
+import { CODE_CACHE_STATE, overflowDir } from './run-dir.js';
 
 // Only what the hold path needs is imported statically: every module loaded before the core
 // is read holds the crashed process. The rest (control socket, stack trace, compression,
@@ -73,6 +73,21 @@ function sendEarlyFreeze(fifo: string, id: string): string | null {
   }
 }
 
+/**
+ * Where the handlers storing a core register (store/handler-slots.ts): beside the launcher's
+ * crash-storm spool on tmpfs, where the launcher registers each handler before it starts
+ * node (handler/install.ts); the store itself when that directory is not there or not safe.
+ */
+export function slotRoot(storeRoot: string): string {
+  const dir = overflowDir(storeRoot);
+  try {
+    checkSecureDir(dir);
+    return dir;
+  } catch {
+    return storeRoot;
+  }
+}
+
 /** Extra time the handler gives the daemon beyond the snapshot deadline to answer. */
 export const SNAPSHOT_ANSWER_SLACK_MS = 2000;
 /** The window of core.maxPerExePerHour. */
@@ -88,6 +103,25 @@ export interface CaptureOptions {
   procRoot?: string;
   kmsgPath?: string;
   now?: () => number;
+  /** The bundle's id; default: a new one. */
+  bundleId?: string;
+  /** false: publish without fsync; the caller syncs the filesystem (see FinishOptions.sync). */
+  sync?: boolean;
+  /** The store to publish into (left open); default: opened here, closed at the end. */
+  store?: Store;
+  /**
+   * A crash the launcher recorded itself during a storm (handler/overflow.ts): its /proc as
+   * the launcher copied it, no core, no pipe to read, no freeze to ask for.
+   */
+  overflow?: OverflowCrash;
+}
+
+export interface OverflowCrash {
+  source: ProcSource;
+  /** Handlers the launcher saw storing cores. */
+  live: number;
+  /** The launcher's pid. */
+  launcherPid: number;
 }
 
 export interface CaptureResult {
@@ -161,29 +195,36 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // From node's start (its time origin) to here: node itself, the handler's code, the config.
   const timings: Record<string, number> = { startupMs: Math.round(process.uptime() * 1000) };
 
+  const overflow = opts.overflow ?? null;
   // 1. Announce. comm comes from /proc and is hostile: escaped by kmsg() and the logger.
-  const commEarly = readSmall(`${opts.procRoot ?? '/proc'}/${args.pid}/comm`);
+  // (The launcher announced an overflow crash itself, when it happened.)
+  const commEarly = overflow ? overflow.source.read('comm', 4096)?.toString('utf8').trim() ?? null : readSmall(`${opts.procRoot ?? '/proc'}/${args.pid}/comm`);
   const sig = signalName(args.signal);
-  kmsg(`process ${args.pid} (${commEarly ?? '?'}) of user ${args.uid} dumped core, signal ${args.signal}/${sig}`, 5, opts.kmsgPath);
+  if (!overflow) kmsg(`process ${args.pid} (${commEarly ?? '?'}) of user ${args.uid} dumped core, signal ${args.signal}/${sig}`, 5, opts.kmsgPath);
 
-  const store = new Store(cfg.store.root, { create: true, busyTimeoutMs: cfg.store.busyTimeoutMs });
+  const store = opts.store ?? new Store(cfg.store.root, { create: true, busyTimeoutMs: cfg.store.busyTimeoutMs });
   const log: Logger = createLogger({ file: store.logFile, component: 'handler' });
   const crashTime = new Date(args.time * 1000);
-  const id = makeBundleId(crashTime, args.pid);
+  const id = opts.bundleId ?? makeBundleId(crashTime, args.pid);
   log.info({ id, pid: args.pid, comm: commEarly ?? '?', uid: args.uid, signal: sig }, 'Process dumped core, capturing');
   const staging = store.createStaging(id);
 
   // Ask the daemon to freeze the flight recorders before our own I/O (reading /proc, writing
   // the core) pushes the moments before the crash out of their ring buffers: one line on its
   // FIFO, no waiting. The daemon freezes while we read. No daemon: noted, not fatal.
+  // A storm's overflow crash was spooled by the launcher some time ago: the recorders hold
+  // other moments by now, and the storm's first crashes have their snapshot.
   const socket = socketPath(cfg);
-  const earlyFreezeError = sendEarlyFreeze(freezeFifoPath(cfg), id);
-  const daemonRunning = earlyFreezeError === null || existsSync(socket);
-  if (!daemonRunning) warnings.push(`no flight-recorder snapshot: the flightbox daemon is not running (no one listens on ${socket})`);
+  const earlyFreezeError = overflow ? 'recorded on the crash-storm path' : sendEarlyFreeze(freezeFifoPath(cfg), id);
+  const daemonRunning = !overflow && (earlyFreezeError === null || existsSync(socket));
+  if (overflow) warnings.push('no flight-recorder snapshot: this crash came during a crash storm and was recorded by the launcher (see the snapshots of the crashes stored with their core)');
+  else if (!daemonRunning) warnings.push(`no flight-recorder snapshot: the flightbox daemon is not running (no one listens on ${socket})`);
   timings.freezeSentMs = now() - t0;
 
   // 2. /proc, before the core is read.
-  const proc = readProcState(args.pid, { procRoot: opts.procRoot, environ: cfg.capture.environ, pidfd: args.pidfd });
+  const proc = overflow
+    ? readProcStateFrom(args.pid, overflow.source, { environ: cfg.capture.environ, checkPidfd: args.pidfd !== null, pidfd: args.pidfd })
+    : readProcState(args.pid, { procRoot: opts.procRoot, environ: cfg.capture.environ, pidfd: args.pidfd });
   warnings.push(...proc.warnings);
   timings.procMs = now() - t0;
 
@@ -202,9 +243,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   let nativeBytes = 0;
   // A storm: beyond core.maxConcurrent handlers storing a core, record this crash without
   // its core. Closing the pipe at once releases the process without reading its memory.
-  const slot: HandlerSlot | null = limit === 0 ? null : acquireHandlerSlot(store.root, cfg.core.maxConcurrent);
+  const slots = slotRoot(store.root);
+  const slot: HandlerSlot | null = limit === 0 || overflow ? null : acquireHandlerSlot(slots, cfg.core.maxConcurrent);
+  if (limit === 0 && !overflow && cfg.core.maxConcurrent !== null) forgetHandlerSlot(slots);
   if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotFromMs = now() - t0;
-  if (slot && !slot.acquired) {
+  if (overflow) {
+    core.reason = 'concurrency';
+    warnings.push(`${overflow.live} other handlers were storing cores (the launcher's core.maxConcurrent is ${cfg.core.maxConcurrent === null ? 'unset' : cfg.core.maxConcurrent}): core not kept, metadata only, recorded by the launcher`);
+  } else if (slot && !slot.acquired) {
     core.reason = 'concurrency';
     warnings.push(`${slot.live - 1} other handlers were storing cores (core.maxConcurrent is ${cfg.core.maxConcurrent}): core not kept, metadata only`);
   } else if (limit === 0) {
@@ -238,9 +284,11 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     }
   }
   // 4. Release the crashed process.
-  releaseInput(stdinFd);
-  timings.holdMs = now() - t0;
-  log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs }, 'Core read, process released');
+  if (!overflow) {
+    releaseInput(stdinFd);
+    timings.holdMs = now() - t0;
+    log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs }, 'Core read, process released');
+  }
   try {
     setPriority(10);
   } catch {
@@ -478,7 +526,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     warnings,
     timings,
     files: [],
-    handler: { version: VERSION, pid: process.pid, ...codeCacheState() },
+    handler: overflow ? { version: VERSION, pid: overflow.launcherPid, overflow: true } : { version: VERSION, pid: process.pid, ...codeCacheState() },
   };
   // Crash mail is queued in the same transaction as the event; the daemon delivers it.
   let mail: OutboxRequest[] = [];
@@ -494,11 +542,11 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // And only when /proc was verified to be that process, with all four uids its own.
   const ownUids = proc.verified && proc.meta.uids !== null && proc.meta.uids.length > 0 && proc.meta.uids.every((u) => u === args.uid);
   const grantUid = cfg.capture.userAccess && args.dumpable === 1 && args.uid > 0 && ownUids ? args.uid : null;
-  const ix = store.finishBundle(staging, manifest, { mail, grantUid, knownHashes });
+  const ix = store.finishBundle(staging, manifest, { mail, grantUid, knownHashes, sync: opts.sync });
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
   // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.
-  if (daemonAnswered) {
+  if (daemonAnswered || (overflow && existsSync(socket))) {
     try {
       await daemonRequest(socket, { op: 'crash', id }, CRASH_NOTICE_TIMEOUT_MS);
     } catch (err) {
@@ -509,6 +557,6 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     { id, signature: signature.text, core: core.file ?? 'none', warnings: warnings.length, totalMs: now() - t0 },
     'Crash of %s saved', escapeControl(proc.meta.exe ?? proc.meta.comm ?? '?'),
   );
-  store.close();
+  if (!opts.store) store.close();
   return { id, bundleDir, manifest, indexed: ix.indexed };
 }

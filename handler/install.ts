@@ -9,13 +9,15 @@
 // the Nth concurrent one ("over core_pipe_limit, skipping core dump"). With 0 it never
 // skips; /proc/<pid> then stays readable only until the core has been read from stdin,
 // which is why the handler reads /proc first.
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
+import { DRAIN_LOCKS, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
+import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
 export const INSTALL_STATE_FILE = 'install-state.json';
@@ -77,11 +79,122 @@ export function patternFor(launcher: string): string {
   return `|${launcher} ${CORE_PATTERN_SPECIFIERS.join(' ')}`;
 }
 
-export function launcherScript(nodePath: string, handlerPath: string, configPath: string | null): string {
+/** What the launcher needs for the crash-storm path (handler/overflow.ts); null: no such path. */
+export interface OverflowParams {
+  storeRoot: string;
+  maxConcurrent: number;
+  environ: boolean;
+}
+
+export function overflowParams(cfg: Config): OverflowParams | null {
+  return cfg.core.maxConcurrent === null ? null : { storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ };
+}
+
+/** The /proc files the launcher copies on the crash-storm path, stat first (the pid check). */
+export const OVERFLOW_PROC_FILES = ['stat', 'status', 'cmdline', 'comm', 'cgroup', 'maps', 'limits', 'mountinfo', 'auxv', 'io', 'sched', 'oom_score', 'loginuid', 'sessionid', 'coredump_filter'];
+
+/**
+ * The launcher. Normally one line: exec node with the handler. With core.maxConcurrent set,
+ * also the crash-storm path of handler/overflow.ts, in POSIX sh: it counts the live handlers
+ * storing cores (<spool>/handlers/<pid>-<start time>, store/handler-slots.ts) with shell
+ * builtins, and when there are maxConcurrent of them it records the crash itself (3 small
+ * programs: mkdir, cp, find) instead of starting node. The kernel's arguments are only
+ * used once checked to be digits (%P, %s, %t, %F) or written out verbatim (all of them, each
+ * ended by NUL); what is read from the crashed process only ever goes through cp and find
+ * into files. Copies are capped at 4 MiB each by RLIMIT_FSIZE (SIGXFSZ ignored: the copy
+ * stops there with EFBIG): a storm of crashes fills tmpfs with them until they are drained.
+ */
+export function launcherScript(nodePath: string, handlerPath: string, configPath: string | null, overflow: OverflowParams | null = null): string {
   const config = configPath ? ` --config ${shellQuote(configPath)}` : '';
-  return [
+  const head = [
     '#!/bin/sh',
     '# flightbox core_pattern launcher, written by `flightbox install`; removed by `flightbox uninstall`.',
+  ];
+  if (!overflow) return [...head, `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} -- "$@"`, ''].join('\n');
+  const root = shellQuote(overflow.storeRoot);
+  const files = [...OVERFLOW_PROC_FILES, ...(overflow.environ ? ['environ'] : [])].map((f) => `"$p/${f}"`).join(' ');
+  return [
+    ...head,
+    '# Crash storms: when core.maxConcurrent handlers are storing cores, this crash is recorded',
+    '# without its core by this script (/proc copied to tmpfs, see handler/overflow.ts),',
+    '# and one drainer makes the bundles, instead of one node process per crash.',
+    `root=${root}`,
+    `in=${shellQuote(overflowDir(overflow.storeRoot))}`,
+    `max=${overflow.maxConcurrent}`,
+    `drain() { exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} --drain "$root"; }`,
+    'digits() { case $1 in \'\'|*[!0-9]*) return 1 ;; esac; }',
+    '# start time (stat field 22) of pid $1 into st; empty when there is no such process',
+    'start() {',
+    '  st=',
+    '  digits "$1" || return 0',
+    '  read -r line 2>/dev/null <"/proc/$1/stat" || return 0',
+    '  set -f',
+    '  set -- ${line##*")"}',
+    '  set +f',
+    '  [ $# -ge 20 ] && st=${20}',
+    '  return 0',
+    '}',
+    '# the pid the pidfd $1 names (its fdinfo)',
+    'pidfd() {',
+    '  while read -r k v; do [ "$k" = Pid: ] && printf \'%s\\n\' "$v"; done 2>/dev/null <"/proc/$$/fdinfo/$1"',
+    '  return 0',
+    '}',
+    'overflow() {',
+    '  exec 2>/dev/null',
+    '  start $$',
+    '  self=$st',
+    '  [ -n "$self" ] || return 0',
+    '  umask 077',
+    '  d="$in/$7.$1.$$"',
+    '  mkdir "$d" || return 0',
+    '  # From here on this crash is recorded here: never also by node.',
+    '  p=/proc/$1',
+    '  printf \'%s %s\\n\' "$$" "$self" >"$d/writer"',
+    '  printf \'%s\\0\' "$@" >"$d/args"',
+    '  printf \'%s\\n\' "$live" >"$d/live"',
+    '  digits "${11}" && pidfd "${11}" >"$d/pidfd"',
+    '  trap \'\' XFSZ',
+    `  ulimit -S -f ${OVERFLOW_FILE_MAX_BYTES / 512}`,
+    `  cp ${files} "$d/"`,
+    '  find "$p/exe" "$p/cwd" "$p/root" "$p/ns" "$p/fd" "/proc/$$/ns" -maxdepth 1 -printf \'%p\\0%l\\0\' >"$d/links"',
+    '  ulimit -S -f unlimited',
+    '  trap - XFSZ',
+    '  all=',
+    '  while IFS= read -r l || [ -n "$l" ]; do all="$all$l"; done <"$p/stat"',
+    '  printf \'%s\' "$all" >"$d/stat.after"',
+    '  digits "${11}" && pidfd "${11}" >"$d/pidfd.after"',
+    '  : >"$d/complete"',
+    '  printf \'<5>flightbox: process %s dumped core (signal %s) during a crash storm: recorded without its core\\n\' "$1" "$6" >/dev/kmsg',
+    '  exec 0</dev/null',
+    '  # Become a drainer, unless live ones hold both locks (they look again before they exit).',
+    `  for l in ${DRAIN_LOCKS.join(' ')}; do`,
+    '    set -C',
+    '    { printf \'%s %s\\n\' "$$" "$self" >"$in/$l"; } && drain',
+    '    set +C',
+    '    read -r lp ls <"$in/$l"',
+    '    start "$lp"',
+    '    [ -n "$st" ] && [ "$st" = "$ls" ] || drain',
+    '  done',
+    '  exit 0',
+    '}',
+    'if digits "$1" && digits "$6" && digits "$7" && [ "$8" != 0 ] && [ -d "$in" ] && [ ! -L "$in" ] && [ -O "$in" ]; then',
+    '  live=0',
+    '  for e in "$in"/handlers/*; do',
+    '    n=${e##*/}',
+    '    case $n in *[!0-9-]*|-*|*-|*-*-*) continue ;; *-*) ;; *) continue ;; esac',
+    '    start "${n%-*}"',
+    '    [ -n "$st" ] && [ "$st" = "${n#*-}" ] && live=$((live + 1))',
+    '  done',
+    '  [ "$live" -ge "$max" ] && overflow "$@"',
+    '  # Counted by the next launchers at once, not only once node has started (the same pid',
+    '  # and start time after exec: the handler takes the entry as its own, store/handler-slots.ts).',
+    '  start $$',
+    '  if [ -n "$st" ] && [ -d "$in/handlers" ] && [ ! -L "$in/handlers" ]; then',
+    '    set -C',
+    '    { : >"$in/handlers/$$-$st"; } 2>/dev/null',
+    '    set +C',
+    '  fi',
+    'fi',
     `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} -- "$@"`,
     '',
   ].join('\n');
@@ -125,7 +238,12 @@ export function installHandler(cfg: Config, opts: InstallOptions): { state: Inst
   const existing = readInstallState(cfg);
   const alreadyInstalled = existing !== null && current === existing.pattern;
 
-  writeFileAtomic(dirname(launcher), basename(launcher), launcherScript(opts.nodePath ?? process.execPath, opts.handlerPath ?? defaultHandlerPath(), opts.configPath), 0o700);
+  const overflow = overflowParams(cfg);
+  if (overflow) {
+    ensureSecureDir(overflowDir(cfg.store.root), 0o700);
+    ensureSecureDir(join(overflowDir(cfg.store.root), HANDLERS_DIR), 0o700);
+  }
+  writeFileAtomic(dirname(launcher), basename(launcher), launcherScript(opts.nodePath ?? process.execPath, opts.handlerPath ?? defaultHandlerPath(), opts.configPath, overflow), 0o700);
 
   // Keep the values from before the first install: re-installing must not make our own
   // pattern the one to "restore".
@@ -210,6 +328,18 @@ export function uninstallHandler(cfg: Config, opts: { kernel?: KernelPaths } = {
     unlinkSync(state.launcher);
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') warnings.push(`could not remove ${state.launcher}: ${messageOf(err)}`);
+  }
+  // The crash-storm spool: empty unless a drainer is still at work (it stays for it then).
+  try {
+    try {
+      rmdirSync(join(overflowDir(cfg.store.root), HANDLERS_DIR));
+    } catch {
+      // not there, or handlers still run: then the next rmdir says so
+    }
+    rmdirSync(overflowDir(cfg.store.root));
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') warnings.push(`${overflowDir(cfg.store.root)} still holds crashes of a storm; a drainer or the daemon will record them`);
   }
   unlinkSync(statePath(cfg));
   return { installed: true, restoredPattern, warnings };

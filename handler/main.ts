@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // Entry point the kernel runs through core_pattern (via the launcher that install writes):
 //   main.js [--config FILE] -- %P %i %I %u %g %s %t %c %h %d %F
+//   main.js [--config FILE] --drain STORE_ROOT   (the launcher, after a storm's crash: handler/overflow.ts)
 // No stdout or stderr exists here; everything goes to /dev/kmsg and the store's log.
 // A broken config falls back to the defaults: a crash must still be recorded.
 import { readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { setPriority } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
@@ -14,7 +16,9 @@ import { kmsg } from '../lib/log.js';
 import { vendoredYamlPath } from '../lib/yaml.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { captureCrash } from './capture.js';
-import { HANDLER_RUN_DIR } from './run-dir.js';
+import { drainIncoming, incomingWaiting } from './overflow.js';
+import { HANDLERS_DIR } from '../store/handler-slots.js';
+import { HANDLER_RUN_DIR, overflowDir } from './run-dir.js';
 
 /**
  * Parsed configs, so that a crash does not wait for the YAML parser: loading it and parsing
@@ -132,6 +136,8 @@ async function main(argv: string[]): Promise<number> {
     configPath = argv[i + 1] ?? null;
     i += 2;
   }
+  let drainFrom: string | null = null;
+  if (argv[i] === '--drain') drainFrom = argv[i + 1] ?? '';
   if (argv[i] === '--') i++;
   const kernelArgs = argv.slice(i);
 
@@ -143,11 +149,45 @@ async function main(argv: string[]): Promise<number> {
   if (configWarnings.length > 0) kmsg(`configuration is broken, capturing with the defaults: ${configWarnings[0]}`, 4);
 
   let code = 0;
-  try {
-    await captureCrash(kernelArgs, { config, configWarnings });
-  } catch (err) {
-    kmsg(`failed to capture a crash: ${messageOf(err)}`, 3);
-    code = 1;
+  if (drainFrom !== null) {
+    // The launcher recorded crashes of a storm itself and exec'd into this (handler/overflow.ts).
+    try {
+      setPriority(10);
+    } catch {
+      // not fatal
+    }
+    try {
+      const r = await drainIncoming(config, { from: isAbsolute(drainFrom) ? drainFrom : undefined });
+      if (r.failed > 0) code = 1;
+    } catch (err) {
+      kmsg(`failed to record the crashes of a storm: ${messageOf(err)}`, 3);
+      code = 1;
+    }
+  } else {
+    try {
+      await captureCrash(kernelArgs, { config, configWarnings });
+    } catch (err) {
+      kmsg(`failed to capture a crash: ${messageOf(err)}`, 3);
+      code = 1;
+    }
+    // The launcher's crash-storm directory is on tmpfs: after a reboot, the first crash makes it.
+    if (config.core.maxConcurrent !== null && process.getuid?.() === 0) {
+      try {
+        ensureSecureDir(overflowDir(config.store.root), 0o700);
+        ensureSecureDir(join(overflowDir(config.store.root), HANDLERS_DIR), 0o700);
+      } catch {
+        // the launcher then starts node for every crash, as without it
+      }
+    }
+    // Crashes a storm's launchers left behind (a drainer that died, the last one of a burst):
+    // one readdir when there are none.
+    if (incomingWaiting(config.store.root)) {
+      try {
+        await drainIncoming(config);
+      } catch (err) {
+        kmsg(`failed to record the crashes of a storm: ${messageOf(err)}`, 3);
+      }
+    }
   }
   // After the capture, off the crash path: the next crash reads the parsed config.
   if (cacheConfig) {

@@ -4,5 +4,31 @@
 // write (lib/safe-fs checkSecureDir); every file in it is a cache that may simply be rebuilt.
 export const HANDLER_RUN_DIR = '/run/flightbox';
 
+/** Each copy the launcher makes of a /proc file on the crash-storm path stops here (RLIMIT_FSIZE). */
+export const OVERFLOW_FILE_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The drainers' locks: at most two drainers at once (two CPUs' worth: a storm's entries cost
+ * ~15 ms each to make into bundles, mostly creating files in the store).
+ */
+export const DRAIN_LOCKS = ['.drain', '.drain2'] as const;
+
+/** The tmpfs every Linux system mounts (/run is not tmpfs everywhere). */
+export const OVERFLOW_BASE = '/dev/shm';
+
+/**
+ * Where the launcher spools the crashes of a storm for the store at `storeRoot`
+ * (handler/overflow.ts): a root-owned 0700 directory on tmpfs. Each such crash makes some 25
+ * files that live for seconds; on the store's disk, creating a file cost 0.05-1 ms here
+ * (ext4 skips inodes deleted in the last seconds, and a storm deletes many), all of it while
+ * the crashed process waits. The name is predictable: a directory someone else made there
+ * is not root's, and the launcher and the drainer then leave it alone (no storm path).
+ */
+export function overflowDir(storeRoot: string): string {
+  let h = 0x811c9dc5;
+  for (const ch of storeRoot) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return `${OVERFLOW_BASE}/flightbox-incoming-${h.toString(16).padStart(8, '0')}`;
+}
+
 /** Where the loader (start.ts) leaves what became of the code cache, for the manifest. */
 export const CODE_CACHE_STATE = Symbol.for('flightbox.handler.codeCache');

@@ -3,13 +3,15 @@
 // compressor and a stack-trace tool. Beyond the cap a crash is still recorded and indexed,
 // without its core.
 //
-// No locks to leak: each handler registers a file named after itself in <store>/handlers/
-// ("<pid>-<starttime>") and counts the live entries. When it counts more than the cap it
+// No locks to leak: each handler registers a file named after itself in <dir>/handlers/
+// ("<pid>-<starttime>"; the launcher makes it before it execs node, handler/install.ts) and
+// counts the live entries. <dir> is the launcher's root-only tmpfs directory
+// (handler/capture.ts slotRoot), or the store when that is missing. When it counts more than the cap it
 // withdraws. This never admits more than the cap: of k handlers storing at once, the last
 // to register saw all k entries. Under a simultaneous burst it may admit fewer (all of a
 // burst can withdraw together); a storm is exactly when erring that way is right. Entries
 // of handlers that died (SIGKILL) are recognised by their pid's start time and removed.
-import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../lib/errors.js';
 import { ensureSecureDir, writeFileExclusive } from '../lib/safe-fs.js';
@@ -43,6 +45,30 @@ function unlinkQuiet(path: string): void {
   }
 }
 
+function isOwnEntry(path: string): boolean {
+  try {
+    const st = lstatSync(path);
+    return st.isFile() && st.uid === (process.getuid?.() ?? st.uid);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Withdraw the entry the launcher made for this process, when it will not store a core
+ * (core.maxSize 0, RLIMIT_CORE 0): it must not count as a storing handler.
+ */
+export function forgetHandlerSlot(storeRoot: string, opts: { pid?: number; procRoot?: string } = {}): void {
+  const pid = opts.pid ?? process.pid;
+  const start = startTimeOf(pid, opts.procRoot ?? '/proc');
+  if (start === null) return;
+  try {
+    unlinkQuiet(join(storeRoot, HANDLERS_DIR, `${pid}-${start}`));
+  } catch {
+    // a stale entry is removed by the next handler that counts it
+  }
+}
+
 /**
  * Register this process and decide whether it may store a core. `max` null means no cap
  * (nothing is registered). Errors reading the directory admit the handler: the cap protects
@@ -60,8 +86,10 @@ export function acquireHandlerSlot(storeRoot: string, max: number | null, opts: 
   try {
     ensureSecureDir(dir, 0o700);
     writeFileExclusive(dir, name, '', 0o600, { sync: false });
-  } catch {
-    return none;
+  } catch (err) {
+    // The launcher registers this process before it execs node (same pid, same start time),
+    // so that launchers of a storm count it from its first millisecond: the entry is ours.
+    if (errnoCode(err) !== 'EEXIST' || !isOwnEntry(join(dir, name))) return none;
   }
   let released = false;
   const release = (): void => {

@@ -111,7 +111,8 @@ export interface Manifest {
    * codeCache: whether the handler's compiled code came from its cache (handler/start.ts):
    * used, made (none yet), rejected (stale), off (no cache directory); absent when unbundled.
    */
-  handler: { version: string; pid: number; codeCache?: CodeCacheState };
+  /** overflow: recorded by the launcher's crash-storm path (handler/overflow.ts), pid is the launcher's. */
+  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true };
 }
 
 /** The host part of a manifest: read once per event. */

@@ -49,6 +49,11 @@ export interface FinishOptions extends IndexExtras {
   grantUid?: number | null;
   /** sha256 of files hashed while they were written (the compressed core), by path in the bundle */
   knownHashes?: ReadonlyMap<string, KnownHash>;
+  /**
+   * false: nothing is fsynced here; the caller syncs the whole filesystem once for many
+   * bundles (the crash-storm drainer, handler/overflow.ts) before it deletes their sources.
+   */
+  sync?: boolean;
 }
 
 /** A spool marker: empty (an event to index), or JSON naming what else waits with it. */
@@ -130,7 +135,7 @@ export class Store {
   }
 
   /** Atomically move a finished staging directory into bundles/<day>/<id>. */
-  publish(id: string, stagingDir: string): string {
+  publish(id: string, stagingDir: string, sync = true): string {
     const dayDir = join(this.root, BUNDLES_DIR, bundleDay(id));
     ensureSecureDir(dayDir, 0o700);
     try {
@@ -138,11 +143,13 @@ export class Store {
     } catch {
       // already gone
     }
-    fsyncDir(stagingDir);
+    if (sync) fsyncDir(stagingDir);
     const dest = join(dayDir, id);
     renameSync(stagingDir, dest);
-    fsyncDir(dayDir);
-    fsyncDir(join(this.root, STAGING_DIR));
+    if (sync) {
+      fsyncDir(dayDir);
+      fsyncDir(join(this.root, STAGING_DIR));
+    }
     return dest;
   }
 
@@ -157,7 +164,8 @@ export class Store {
     queued?: { id: number; status: OutboxStatus }[];
   } {
     // Files written on the crash handler's hold path were not synced; do it now, once.
-    syncTree(staging);
+    const sync = extras.sync !== false;
+    if (sync) syncTree(staging);
     manifest.files = listBundleFiles(staging, '', extras.knownHashes).filter((f) => f.path !== '.owner');
     if (extras.grantUid !== undefined && extras.grantUid !== null) {
       try {
@@ -166,8 +174,8 @@ export class Store {
         manifest.warnings.push(`Failed to give uid ${extras.grantUid} read access to this crash, it stays root-only: ${messageOf(err)}`);
       }
     }
-    writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640);
-    const bundleDir = this.publish(manifest.id, staging);
+    writeFileExclusive(staging, MANIFEST_NAME, `${JSON.stringify(manifest, null, 2)}\n`, 0o640, { sync });
+    const bundleDir = this.publish(manifest.id, staging, sync);
     const ix = this.indexBundle(manifest, extras);
     return { bundleDir, ...ix };
   }

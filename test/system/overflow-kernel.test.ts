@@ -1,0 +1,86 @@
+// The crash-storm path through the real kernel: with core.maxConcurrent handlers busy (here:
+// this test process, registered as a live storing handler), the launcher records a real
+// crash itself, without starting node for it, and its drainer indexes it; once the cap is
+// free again the next crash is captured by node with its core. Uninstall removes the
+// launcher's tmpfs directory.
+import { readFileSync, readdirSync, existsSync, writeFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePidStat } from '../../lib/procfs.js';
+import { overflowDir } from '../../handler/run-dir.js';
+import { IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
+
+interface Manifest {
+  process: { pid: number; exe: string; cmdline: string[]; signalName: string; procVerified: boolean };
+  core: { stored: boolean; reason: string | null };
+  handler: { pid: number; overflow?: boolean };
+  files: { path: string }[];
+  warnings: string[];
+}
+
+describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real kernel', () => {
+  let saved: KernelState;
+  let store: TempStore;
+  let bin: string;
+  let busy: string;
+  const cfg = (): string[] => ['--config', store.configPath];
+
+  function manifestOf(pid: number): Manifest | undefined {
+    const r = runCli([...cfg(), 'list', '--pid', String(pid), '--json']);
+    const rows = r.code === 0 ? (JSON.parse(r.stdout) as { bundle: string }[]) : [];
+    return rows[0] ? readJson<Manifest>(join(store.root, rows[0].bundle, 'manifest.json')) : undefined;
+  }
+
+  beforeAll(() => {
+    saved = saveKernelState();
+    store = makeTempStore('core:\n  maxConcurrent: 1\n');
+    bin = buildCrasher('segv');
+    const r = runCli([...cfg(), 'install']);
+    expect(r.code, r.stderr).toBe(0);
+    const start = parsePidStat(readFileSync('/proc/self/stat', 'utf8'))!.startTime;
+    busy = join(overflowDir(store.root), 'handlers', `${process.pid}-${start}`);
+    writeFileSync(busy, '');
+  });
+
+  afterAll(() => {
+    try {
+      if (store) runCli([...cfg(), 'uninstall']);
+    } finally {
+      restoreKernelState(saved);
+      store?.cleanup();
+    }
+  });
+
+  it('the launcher records it without node; the drainer indexes it', async () => {
+    const c = await crash(bin);
+    expect(c.signal).toBe('SIGSEGV');
+    const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 30_000);
+    expect(m.handler.overflow).toBe(true);
+    expect(m.core).toMatchObject({ stored: false, reason: 'concurrency' });
+    expect(m.process).toMatchObject({ pid: c.pid, exe: bin, signalName: 'SIGSEGV', procVerified: true });
+    expect(m.process.cmdline[0]).toContain('segv');
+    const files = m.files.map((f) => f.path);
+    for (const f of ['proc/status', 'proc/maps', 'proc/fds', 'proc/ns']) expect(files).toContain(f);
+    expect(m.warnings.join('\n')).toMatch(/recorded by the launcher/);
+    await waitFor('the spool emptied', () => readdirSync(overflowDir(store.root)).every((n) => n === 'handlers') || undefined, 10_000);
+  });
+
+  it('with the cap free again, node captures the next crash with its core', async () => {
+    unlinkSync(busy);
+    const c = await crash(bin);
+    const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 30_000);
+    expect(m.handler.overflow).toBeUndefined();
+    expect(m.core.stored).toBe(true);
+    // the launcher's registration was taken over by the handler and withdrawn
+    await waitFor('no handler registered', () => readdirSync(join(overflowDir(store.root), 'handlers')).length === 0 || undefined, 10_000);
+  });
+
+  it('uninstall removes the launcher\'s tmpfs directory', () => {
+    const dir = overflowDir(store.root);
+    expect(existsSync(dir)).toBe(true);
+    const r = runCli([...cfg(), 'uninstall']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(dir)).toBe(false);
+  });
+});

@@ -1,0 +1,294 @@
+// The crash-storm path (handler/overflow.ts): the launcher install writes, run for real by
+// /bin/sh on a live process standing in for a crashed one (no kernel state is touched: the
+// kernel's part, a pipe that is never read, changes nothing the launcher does before it
+// closes it), then the drainer, in this process and as the launcher's exec. A live handler
+// entry of this very process makes the launcher count core.maxConcurrent (1) handlers busy.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { defaultConfig, type Config } from '../../lib/config.js';
+import { parsePidStat } from '../../lib/procfs.js';
+import { launcherScript, overflowParams } from '../../handler/install.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks } from '../../handler/overflow.js';
+import { readProcState } from '../../handler/proc-reader.js';
+import { overflowDir } from '../../handler/run-dir.js';
+import { HANDLERS_DIR } from '../../store/handler-slots.js';
+import { readManifest, type Manifest } from '../../store/manifest.js';
+import { Store } from '../../store/store.js';
+import { HANDLER, IS_ROOT, waitFor } from '../helpers.js';
+
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function startOf(pid: number): number {
+  return parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))!.startTime;
+}
+
+const HOSTILE_ARG = `it's "$(touch /tmp/fbx-pwned)" \`id\` ; rm -rf / \n next-line`;
+
+/** A "crashed" process: alive, with a hostile command line and environment. */
+async function target(): Promise<ChildProcess> {
+  const c = spawn('sleep', ['60'], { argv0: HOSTILE_ARG, stdio: 'ignore', cwd: '/tmp', env: { PATH: '/usr/bin:/bin', FBX_SECRET: 'v$(reboot)\n' } });
+  children.push(c);
+  await waitFor('the target to exec sleep', () => {
+    try {
+      return readFileSync(`/proc/${c.pid}/cmdline`, 'utf8').startsWith(HOSTILE_ARG) || undefined;
+    } catch {
+      return undefined;
+    }
+  }, 5000, 5);
+  return c;
+}
+
+interface Setup {
+  dir: string;
+  cfg: Config;
+  configPath: string;
+  launcher: string;
+  incoming: string;
+}
+
+function setUp(yamlExtra = ''): Setup {
+  const dir = mkdtempSync(join(tmpdir(), 'fbx-overflow-'));
+  dirs.push(dir);
+  const root = join(dir, 'store');
+  const configPath = join(dir, 'flightbox.yaml');
+  writeFileSync(configPath, `store:\n  root: ${root}\ncore:\n  maxConcurrent: 1\n  maxPerExePerHour: null\n${yamlExtra}`);
+  const cfg = defaultConfig();
+  cfg.store.root = root;
+  cfg.core.maxConcurrent = 1;
+  cfg.core.maxPerExePerHour = null;
+  new Store(root, { create: true, busyTimeoutMs: 1000 }).close();
+  const incoming = overflowDir(root);
+  dirs.push(incoming);
+  spawnSync('mkdir', ['-m', '700', '-p', join(incoming, HANDLERS_DIR)]);
+  // This process counts as a live handler storing a core: the cap (1) is reached.
+  writeFileSync(join(incoming, HANDLERS_DIR, `${process.pid}-${startOf(process.pid)}`), '');
+  const launcher = join(dir, 'core-handler');
+  writeFileSync(launcher, launcherScript(process.execPath, HANDLER, configPath, overflowParams(cfg)), { mode: 0o700 });
+  return { dir, cfg, configPath, launcher, incoming };
+}
+
+/** Run the launcher as the kernel would for a crash of `pid` (signal 11, now). */
+function launch(s: Setup, pid: number, extra: { hostname?: string; rlimit?: string } = {}): { status: number | null; stderr: string } {
+  const now = Math.floor(Date.now() / 1000);
+  const args = [String(pid), String(pid), String(pid), '0', '0', '11', String(now), extra.rlimit ?? '18446744073709551615', extra.hostname ?? 'host', '1', ''];
+  // stdin: a pipe nobody writes to, as the kernel's would be before the core
+  const r = spawnSync(s.launcher, args, { input: '', encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stderr: r.stderr };
+}
+
+/** The spool's entries (not its locks, not the handlers' registry). */
+function entries(incoming: string): string[] {
+  return readdirSync(incoming).filter((n) => /^\d/.test(n) || n.startsWith(FAILED_PREFIX));
+}
+
+function bundles(root: string): Manifest[] {
+  const store = new Store(root, { create: false, busyTimeoutMs: 1000 });
+  try {
+    return [...store.bundles()].map(([, p]) => readManifest(p));
+  } finally {
+    store.close();
+  }
+}
+
+/** Keep the launcher from exec'ing a drainer: both locks held by a live process (default: this one). */
+function holdLocks(s: Setup, pid = process.pid): void {
+  for (const l of DRAIN_LOCKS) writeFileSync(join(s.incoming, l), `${pid} ${startOf(pid)}\n`);
+}
+
+describe.skipIf(!IS_ROOT)('the launcher on the crash-storm path', () => {
+  it('records the crash without node, and its drainer makes the bundle; nothing hostile is run', async () => {
+    const s = setUp();
+    const t = await target();
+    // (the target started after this process: no start-time check here)
+    const live = readProcState(t.pid!, { environ: true, handlerStartTicks: null });
+    expect(live.verified).toBe(true);
+    const r = launch(s, t.pid!, { hostname: 'h$(touch /tmp/fbx-pwned)\n' });
+    expect(r.status).toBe(0);
+    const [m] = await waitFor('the drainer to publish the bundle', () => {
+      const b = bundles(s.cfg.store.root);
+      return b.length > 0 ? b : undefined;
+    }, 30_000);
+    expect(m!.handler.overflow).toBe(true);
+    expect(m!.core).toMatchObject({ stored: false, reason: 'concurrency' });
+    expect(m!.warnings.join('\n')).toMatch(/recorded by the launcher/);
+    expect(m!.process.procVerified).toBe(true);
+    // The copy reads as the live /proc did.
+    expect(m!.process.cmdline).toEqual(live.meta.cmdline);
+    expect(m!.process.cmdline).toContain(HOSTILE_ARG);
+    for (const k of ['exe', 'cwd', 'root', 'ppid', 'threads', 'fdCount', 'namespaces', 'inContainer', 'comm'] as const) {
+      expect(m!.process[k as keyof typeof m.process], k).toEqual(live.meta[k]);
+    }
+    expect(m!.process.hostnameInNamespace).toBe('h$(touch /tmp/fbx-pwned)\n');
+    const bundle = join(s.cfg.store.root, 'bundles', m!.id.slice(0, 4) + '-' + m!.id.slice(4, 6) + '-' + m!.id.slice(6, 8), m!.id);
+    const files = readdirSync(join(bundle, 'proc')).sort();
+    for (const f of ['cmdline', 'environ', 'fds', 'limits', 'maps', 'ns', 'stat', 'status']) expect(files).toContain(f);
+    expect(readFileSync(join(bundle, 'proc', 'environ'), 'utf8')).toContain('FBX_SECRET=v$(reboot)\n');
+    expect(statSync(join(bundle, 'proc', 'environ')).mode & 0o077).toBe(0);
+    expect(existsSync('/tmp/fbx-pwned')).toBe(false);
+    // The entry and the lock are gone.
+    await waitFor('the drainer to finish', () => readdirSync(s.incoming).filter((n) => n !== HANDLERS_DIR).length === 0 || undefined, 10_000);
+    expect(incomingWaiting(s.cfg.store.root)).toBe(false);
+  });
+
+  it('below the cap, or with RLIMIT_CORE 0, the launcher starts node as always', async () => {
+    const s = setUp();
+    const t = await target();
+    rmSync(join(s.incoming, HANDLERS_DIR), { recursive: true }); // nobody storing
+    spawnSync('mkdir', ['-m', '700', join(s.incoming, HANDLERS_DIR)]);
+    launch(s, t.pid!);
+    launch(s, t.pid!, { rlimit: '0' });
+    const b = bundles(s.cfg.store.root);
+    expect(b).toHaveLength(2);
+    for (const m of b) expect(m.handler.overflow).toBeUndefined();
+    expect(entries(s.incoming)).toEqual([]);
+    // The launcher registered each node handler, which took the entry as its own and removed it.
+    expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([]);
+  });
+
+  it('live drainers holding both locks are left to do the work; a dead one is replaced', async () => {
+    const s = setUp();
+    const t = await target();
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    children.push(holder);
+    await waitFor('sleep', () => existsSync(`/proc/${holder.pid}/stat`) || undefined);
+    holdLocks(s, holder.pid!);
+    launch(s, t.pid!);
+    expect(bundles(s.cfg.store.root)).toHaveLength(0);
+    expect(entries(s.incoming)).toHaveLength(1); // spooled, waiting
+    holder.kill('SIGKILL');
+    await waitFor('the holder to die', () => !existsSync(`/proc/${holder.pid}/stat`) || undefined);
+    launch(s, t.pid!); // finds the lock of a dead process: drains both
+    const b = await waitFor('both bundles', () => {
+      const x = bundles(s.cfg.store.root);
+      return x.length === 2 ? x : undefined;
+    }, 30_000);
+    expect(b.every((m) => m.handler.overflow === true)).toBe(true);
+  });
+
+  it('a directory someone else made in its place is not used: node records the crash', async () => {
+    const s = setUp();
+    const t = await target();
+    spawnSync('chown', ['65534', s.incoming]);
+    launch(s, t.pid!);
+    const b = bundles(s.cfg.store.root);
+    expect(b).toHaveLength(1);
+    expect(b[0]!.handler.overflow).toBeUndefined();
+    // node did not count in that directory either: the store's own registry was empty
+    expect(b[0]!.core.reason).toBe('empty');
+    expect(entries(s.incoming)).toEqual([]);
+    // and the drainer refuses it as well
+    await expect(drainIncoming(s.cfg)).rejects.toThrow(/owned by uid 65534/);
+  });
+});
+
+describe.skipIf(!IS_ROOT)('the drainer', () => {
+  /** One entry, spooled by the real launcher for a live target, not drained. */
+  async function spooled(): Promise<Setup & { entry: string; pid: number }> {
+    const s = setUp();
+    holdLocks(s);
+    const t = await target();
+    launch(s, t.pid!);
+    const entry = entries(s.incoming)[0]!;
+    expect(entry).toMatch(new RegExp(`^\\d+\\.${t.pid}\\.\\d+$`));
+    for (const l of DRAIN_LOCKS) unlinkSync(join(s.incoming, l));
+    return { ...s, entry: join(s.incoming, entry), pid: t.pid! };
+  }
+
+  it('keeps no /proc data when the pid changed hands while the launcher copied it', async () => {
+    const s = await spooled();
+    // stat read last names another start time: the pid was reused (faked: it cannot be
+    // caused while the crashed process is held, which is the point of the check)
+    const stat = readFileSync(join(s.entry, 'stat.after'), 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    fields[19] = String(Number(fields[19]) + 1);
+    writeFileSync(join(s.entry, 'stat.after'), `${stat.slice(0, stat.lastIndexOf(')') + 2)}${fields.join(' ')}`);
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.process.procVerified).toBe(false);
+    expect(m!.process.cmdline).toBeNull();
+    expect(m!.files.some((f) => f.path.startsWith('proc/'))).toBe(false);
+    expect(m!.warnings.join('\n')).toMatch(/changed while it was read/);
+  });
+
+  it('takes the half-written entry of a launcher that died, saying so', async () => {
+    const s = await spooled();
+    unlinkSync(join(s.entry, 'complete'));
+    rmSync(join(s.entry, 'links'));
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.warnings.join('\n')).toMatch(/launcher was stopped while it recorded this crash/);
+    expect(m!.process.cmdline).toContain(HOSTILE_ARG);
+    expect(m!.process.exe).toBeNull(); // its links were not copied
+  });
+
+  it('an entry claimed by a drainer that died is taken again, once, without a second bundle', async () => {
+    const s = await spooled();
+    // A drainer (dead now) claimed it, published the bundle, and died before removing it.
+    const dead = spawnSync('true');
+    expect(dead.status).toBe(0);
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
+    const [first] = bundles(s.cfg.store.root);
+    const base = s.entry.split('/').pop()!;
+    // Put the entry back as that drainer would have left it: claimed, with the bundle's id.
+    const claimed = join(s.incoming, `${base}@${dead.pid}-1`);
+    spawnSync('mkdir', ['-m', '700', claimed]);
+    writeFileSync(join(claimed, 'id'), `${first!.id}\n`);
+    writeFileSync(join(claimed, 'args'), `${s.pid}\0`);
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
+    expect(bundles(s.cfg.store.root)).toHaveLength(1);
+    expect(entries(s.incoming)).toEqual([]);
+  });
+
+  it('an entry that cannot be read is kept aside for an operator, and the rest goes on', async () => {
+    const s = await spooled();
+    const bad = join(s.incoming, '1.2.3');
+    spawnSync('mkdir', ['-m', '700', bad]);
+    writeFileSync(join(bad, 'complete'), '');
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 1 });
+    expect(entries(s.incoming)).toEqual([`${FAILED_PREFIX}1.2.3`]);
+    // not taken again
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 0, failed: 0 });
+  });
+
+  it('leaves entries younger than minAgeMs (the daemon sweep) and those still being written', async () => {
+    const s = await spooled();
+    expect(await drainIncoming(s.cfg, { minAgeMs: 60_000 })).toEqual({ bundles: 0, failed: 0 });
+    unlinkSync(join(s.entry, 'complete'));
+    writeFileSync(join(s.entry, 'writer'), `${process.pid} ${startOf(process.pid)}\n`); // a live writer
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 0, failed: 0 });
+    expect(existsSync(s.entry)).toBe(true);
+  });
+});
+
+describe('parseLinks', () => {
+  it('splits find\'s NUL-separated output; hostile targets stay data', () => {
+    const out = [
+      '/proc/10/exe', '/usr/bin/a\nb (deleted)',
+      '/proc/10/cwd', '/tmp/$(x)',
+      '/proc/10/ns', '',
+      '/proc/10/ns/pid', 'pid:[4026531836]',
+      '/proc/10/fd', '',
+      '/proc/10/fd/0', '/dev/null',
+      '/proc/10/fd/7', 'socket:[12]',
+      '/proc/10/../../etc/passwd', 'x',
+      '/proc/20/ns/pid', 'pid:[1]',
+    ].map((x) => `${x}\0`).join('');
+    const r = parseLinks(Buffer.from(out), 10, 20);
+    expect(r.fdListed).toBe(true);
+    expect(r.links.get('exe')).toBe('/usr/bin/a\nb (deleted)');
+    expect(r.links.get('cwd')).toBe('/tmp/$(x)');
+    expect(r.links.get('ns/pid')).toBe('pid:[4026531836]');
+    expect([...r.links.keys()].filter((k) => k.startsWith('fd/'))).toEqual(['fd/0', 'fd/7']);
+    expect([...r.links.keys()].some((k) => k.includes('..'))).toBe(false);
+    expect(r.own.get('pid')).toBe('pid:[1]');
+    expect(parseLinks(Buffer.from('/proc/10/exe\0/x\0'), 10, 20).fdListed).toBe(false);
+  });
+});
