@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { overflowDir } from '../handler/run-dir.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = join(ROOT, 'dist/cli/main.js');
@@ -43,7 +44,14 @@ export function makeTempStore(extra = '', storeExtra = ''): TempStore {
     extraWithLimit = `${extra.slice(0, end)}${add}${extra.slice(end)}`;
   }
   writeFileSync(configPath, `store:\n  root: ${root}\n${storeExtra}${core}install:\n  sysctlDropIn: ${join(dir, '60-flightbox.conf')}\n${extraWithLimit}`);
-  return { dir, root, configPath, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir, root, configPath,
+    cleanup: () => {
+      rmSync(dir, { recursive: true, force: true });
+      // the launcher's crash-storm directory on tmpfs, which a handler makes when core.maxConcurrent is set
+      rmSync(overflowDir(root), { recursive: true, force: true });
+    },
+  };
 }
 
 export interface RunResult {

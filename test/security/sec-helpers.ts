@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { FIXTURES, HANDLER, readJson, runCli, sleep, waitFor } from '../helpers.js';
 import { restoreKernelState, saveKernelState, type KernelState } from '../system/kernel.js';
+import { overflowDir } from '../../handler/run-dir.js';
 
 export const ID_RE = /^\d{8}T\d{6}-\d{1,10}-[0-9a-f]{6}$/;
 export const ISO_LINE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (debug|info|warn|error) /;
@@ -56,6 +57,7 @@ export function secStore(sections: Record<string, string[]> = {}, opts: { public
       // A test may have left the tree unreadable or immutable-looking (modes, owners): fix first.
       spawnSync('chmod', ['-R', 'u+rwX', dir]);
       rmSync(dir, { recursive: true, force: true });
+      rmSync(overflowDir(root), { recursive: true, force: true }); // the launcher's, on tmpfs
     },
   };
 }

@@ -119,14 +119,14 @@ describe.skipIf(!IS_ROOT)('the launcher on the crash-storm path', () => {
     expect(m!.handler.overflow).toBe(true);
     expect(m!.core).toMatchObject({ stored: false, reason: 'concurrency' });
     expect(m!.warnings.join('\n')).toMatch(/recorded by the launcher/);
-    expect(m!.process.procVerified).toBe(true);
+    expect(m!.process!.procVerified).toBe(true);
     // The copy reads as the live /proc did.
-    expect(m!.process.cmdline).toEqual(live.meta.cmdline);
-    expect(m!.process.cmdline).toContain(HOSTILE_ARG);
+    expect(m!.process!.cmdline).toEqual(live.meta.cmdline);
+    expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
     for (const k of ['exe', 'cwd', 'root', 'ppid', 'threads', 'fdCount', 'namespaces', 'inContainer', 'comm'] as const) {
-      expect(m!.process[k as keyof typeof m.process], k).toEqual(live.meta[k]);
+      expect((m!.process as unknown as Record<string, unknown>)[k], k).toEqual(live.meta[k]);
     }
-    expect(m!.process.hostnameInNamespace).toBe('h$(touch /tmp/fbx-pwned)\n');
+    expect(m!.process!.hostnameInNamespace).toBe('h$(touch /tmp/fbx-pwned)\n');
     const bundle = join(s.cfg.store.root, 'bundles', m!.id.slice(0, 4) + '-' + m!.id.slice(4, 6) + '-' + m!.id.slice(6, 8), m!.id);
     const files = readdirSync(join(bundle, 'proc')).sort();
     for (const f of ['cmdline', 'environ', 'fds', 'limits', 'maps', 'ns', 'stat', 'status']) expect(files).toContain(f);
@@ -182,7 +182,7 @@ describe.skipIf(!IS_ROOT)('the launcher on the crash-storm path', () => {
     expect(b).toHaveLength(1);
     expect(b[0]!.handler.overflow).toBeUndefined();
     // node did not count in that directory either: the store's own registry was empty
-    expect(b[0]!.core.reason).toBe('empty');
+    expect(b[0]!.core!.reason).toBe('empty');
     expect(entries(s.incoming)).toEqual([]);
     // and the drainer refuses it as well
     await expect(drainIncoming(s.cfg)).rejects.toThrow(/owned by uid 65534/);
@@ -212,8 +212,8 @@ describe.skipIf(!IS_ROOT)('the drainer', () => {
     writeFileSync(join(s.entry, 'stat.after'), `${stat.slice(0, stat.lastIndexOf(')') + 2)}${fields.join(' ')}`);
     expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
     const [m] = bundles(s.cfg.store.root);
-    expect(m!.process.procVerified).toBe(false);
-    expect(m!.process.cmdline).toBeNull();
+    expect(m!.process!.procVerified).toBe(false);
+    expect(m!.process!.cmdline).toBeNull();
     expect(m!.files.some((f) => f.path.startsWith('proc/'))).toBe(false);
     expect(m!.warnings.join('\n')).toMatch(/changed while it was read/);
   });
@@ -225,8 +225,8 @@ describe.skipIf(!IS_ROOT)('the drainer', () => {
     expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
     const [m] = bundles(s.cfg.store.root);
     expect(m!.warnings.join('\n')).toMatch(/launcher was stopped while it recorded this crash/);
-    expect(m!.process.cmdline).toContain(HOSTILE_ARG);
-    expect(m!.process.exe).toBeNull(); // its links were not copied
+    expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
+    expect(m!.process!.exe).toBeNull(); // its links were not copied
   });
 
   it('an entry claimed by a drainer that died is taken again, once, without a second bundle', async () => {
