@@ -6,6 +6,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { ERROR_CODES, FlightboxError, exitStatusFor, messageOf } from '../lib/errors.js';
 import { VERSION } from '../lib/version.js';
 
+// Output piped into `head` (or a closed pager) ends the command quietly, as for cat.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = new Command();
 program
   .name('flightbox')

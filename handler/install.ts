@@ -9,12 +9,12 @@
 // the Nth concurrent one ("over core_pipe_limit, skipping core dump"). With 0 it never
 // skips; /proc/<pid> then stays readable only until the core has been read from stdin,
 // which is why the handler reads /proc first.
-import { existsSync, readFileSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
-import { ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
+import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { DRAIN_LOCKS, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
@@ -198,6 +198,32 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} -- "$@"`,
     '',
   ].join('\n');
+}
+
+/** The crash-storm path's directory, for `flightbox status`. */
+export interface OverflowStatus {
+  dir: string | null;
+  /** off: core.maxConcurrent is null; missing: the next crash's handler (or install) makes it */
+  state: 'off' | 'ready' | 'missing' | 'unsafe';
+  /** crashes spooled by launchers, not yet bundles */
+  waiting: number;
+  /** entries a drainer could not read, kept as failed.<name> */
+  failed: number;
+  detail?: string;
+}
+
+export function overflowStatus(cfg: Config): OverflowStatus {
+  if (cfg.core.maxConcurrent === null) return { dir: null, state: 'off', waiting: 0, failed: 0 };
+  const dir = overflowDir(cfg.store.root);
+  try {
+    checkSecureDir(dir);
+  } catch (err) {
+    return errnoCode(err) === 'ENOENT'
+      ? { dir, state: 'missing', waiting: 0, failed: 0 }
+      : { dir, state: 'unsafe', waiting: 0, failed: 0, detail: messageOf(err) };
+  }
+  const names = readdirSync(dir);
+  return { dir, state: 'ready', waiting: names.filter((n) => /^\d/.test(n)).length, failed: names.filter((n) => n.startsWith('failed.')).length };
 }
 
 function readKernel(path: string): string {

@@ -3,7 +3,7 @@ import { socketPath } from '../../lib/config.js';
 import { controlRequest } from '../../lib/control-client.js';
 import { messageOf } from '../../lib/errors.js';
 import { formatSize } from '../../lib/units.js';
-import { handlerStatus } from '../../handler/install.js';
+import { handlerStatus, overflowStatus } from '../../handler/install.js';
 import { Store } from '../../store/store.js';
 import { invocation } from '../args.js';
 import { loadCliConfig } from '../context.js';
@@ -19,10 +19,20 @@ interface RecorderLine {
   error?: string | null;
 }
 
+/** What becomes of crashes beyond core.maxConcurrent (handler/overflow.ts). */
+function overflowLine(o: ReturnType<typeof overflowStatus>): string {
+  if (o.state === 'off') return 'off (core.maxConcurrent is null: every crash gets its own handler)';
+  if (o.state === 'missing') return `not ready (${o.dir} is made by install or the next crash's handler; until then node records every crash)`;
+  if (o.state === 'unsafe') return `not used: ${o.detail} (node records every crash)`;
+  const more = [o.waiting > 0 ? `${o.waiting} crash${o.waiting === 1 ? '' : 'es'} waiting to be recorded` : '', o.failed > 0 ? `${o.failed} that could not be recorded, kept as failed.* there` : ''].filter(Boolean);
+  return `ready (${o.dir})${more.length > 0 ? `; ${more.join(', ')}` : ''}`;
+}
+
 export async function run(...args: unknown[]): Promise<number> {
   const { opts } = invocation<{ json?: boolean }>(args);
   const { config, path } = loadCliConfig(opts);
   const handler = handlerStatus(config);
+  const overflow = overflowStatus(config);
   let daemon: Record<string, unknown> | null = null;
   let daemonError: string | null = null;
   try {
@@ -46,13 +56,14 @@ export async function run(...args: unknown[]): Promise<number> {
     store = null;
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ handler, daemon, daemonError, store, storeRoot: config.store.root, config: config.source ?? path }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ handler, overflow, daemon, daemonError, store, storeRoot: config.store.root, config: config.source ?? path }, null, 2)}\n`);
     return handler.active ? 0 : 3;
   }
   const lines = [
     `Handler:         ${handler.active ? 'installed and active' : handler.installed ? 'installed, but core_pattern points elsewhere' : 'not installed'}`,
     `core_pattern:    ${handler.corePattern}`,
     `core_pipe_limit: ${handler.corePipeLimit}`,
+    `Storm path:      ${overflowLine(overflow)}`,
     `Daemon:          ${daemon ? `running (pid ${String(daemon.pid)}, since ${String(daemon.startedAt)})${daemon.frozen ? ', recorders frozen' : ''}` : `not running (${daemonError})`}`,
   ];
   for (const r of (daemon?.recorders as RecorderLine[] | undefined) ?? []) {

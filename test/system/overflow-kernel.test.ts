@@ -3,12 +3,13 @@
 // crash itself, without starting node for it, and its drainer indexes it; once the cap is
 // free again the next crash is captured by node with its core. Uninstall removes the
 // launcher's tmpfs directory.
-import { readFileSync, readdirSync, existsSync, writeFileSync, unlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePidStat } from '../../lib/procfs.js';
 import { overflowDir } from '../../handler/run-dir.js';
-import { IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
+import { CLI, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
 import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
 
 interface Manifest {
@@ -74,6 +75,25 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     expect(m.core.stored).toBe(true);
     // the launcher's registration was taken over by the handler and withdrawn
     await waitFor('no handler registered', () => readdirSync(join(overflowDir(store.root), 'handlers')).length === 0 || undefined, 10_000);
+  });
+
+  it('status says whether the storm path is ready and what waits in it; piped into head it ends quietly', () => {
+    const dir = overflowDir(store.root);
+    const st = JSON.parse(runCli([...cfg(), 'status', '--json']).stdout) as { overflow: { state: string; waiting: number; failed: number; dir: string } };
+    expect(st.overflow).toMatchObject({ state: 'ready', waiting: 0, failed: 0, dir });
+    // an entry no drainer could read (made by hand: a launcher cannot be made to write one)
+    mkdirSync(join(dir, 'failed.1.2.3'), { mode: 0o700 });
+    mkdirSync(join(dir, '1.2.4'), { mode: 0o700 });
+    try {
+      const text = runCli([...cfg(), 'status']).stdout;
+      expect(text).toMatch(new RegExp(`^Storm path: +ready \\(${dir}\\); 1 crash waiting to be recorded, 1 that could not be recorded`, 'm'));
+    } finally {
+      rmSync(join(dir, 'failed.1.2.3'), { recursive: true });
+      rmSync(join(dir, '1.2.4'), { recursive: true });
+    }
+    const piped = spawnSync('/bin/sh', ['-c', `"${process.execPath}" "${CLI}" --config "${store.configPath}" status | head -1`], { encoding: 'utf8' });
+    expect(piped.stdout).toMatch(/^Handler: /);
+    expect(piped.stderr).toBe('');
   });
 
   it('uninstall removes the launcher\'s tmpfs directory', () => {
