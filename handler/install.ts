@@ -9,7 +9,7 @@
 // the Nth concurrent one ("over core_pipe_limit, skipping core dump"). With 0 it never
 // skips; /proc/<pid> then stays readable only until the core has been read from stdin,
 // which is why the handler reads /proc first.
-import { existsSync, readFileSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../lib/config.js';
@@ -355,17 +355,16 @@ export function uninstallHandler(cfg: Config, opts: { kernel?: KernelPaths } = {
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') warnings.push(`could not remove ${state.launcher}: ${messageOf(err)}`);
   }
-  // The crash-storm spool: empty unless a drainer is still at work (it stays for it then).
+  // The crash-storm directory on tmpfs, unless crashes still wait in it (a drainer or the
+  // daemon records them) or it is not ours; its locks and handler registry go with it.
+  const spool = overflowDir(cfg.store.root);
   try {
-    try {
-      rmdirSync(join(overflowDir(cfg.store.root), HANDLERS_DIR));
-    } catch {
-      // not there, or handlers still run: then the next rmdir says so
-    }
-    rmdirSync(overflowDir(cfg.store.root));
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') warnings.push(`${overflowDir(cfg.store.root)} still holds crashes of a storm; a drainer or the daemon will record them`);
+    checkSecureDir(spool);
+    const left = readdirSync(spool).filter((n) => /^\d/.test(n) || n.startsWith('failed.'));
+    if (left.length > 0) warnings.push(`${spool} still holds ${left.length} crash${left.length === 1 ? '' : 'es'} of a storm, left there for a drainer or the daemon (flightbox status)`);
+    else rmSync(spool, { recursive: true, force: true });
+  } catch {
+    // none, or someone else's: nothing of ours to remove
   }
   unlinkSync(statePath(cfg));
   return { installed: true, restoredPattern, warnings };

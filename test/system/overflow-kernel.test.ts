@@ -96,11 +96,22 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     expect(piped.stderr).toBe('');
   });
 
-  it('uninstall removes the launcher\'s tmpfs directory', () => {
+  it('uninstall removes the launcher\'s tmpfs directory, unless crashes still wait in it', () => {
     const dir = overflowDir(store.root);
     expect(existsSync(dir)).toBe(true);
+    // what a storm leaves: a registry entry of a dead handler, a drainer's lock; and a crash
+    writeFileSync(join(dir, 'handlers', '999999999-1'), '');
+    writeFileSync(join(dir, '.drain'), '999999999 1\n');
+    mkdirSync(join(dir, '1.2.4'), { mode: 0o700 });
+    const kept = runCli([...cfg(), 'uninstall']);
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(kept.stdout + kept.stderr).toMatch(/still holds 1 crash of a storm/);
+    expect(existsSync(join(dir, '1.2.4'))).toBe(true);
+    rmSync(join(dir, '1.2.4'), { recursive: true });
+    expect(runCli([...cfg(), 'install']).code).toBe(0);
     const r = runCli([...cfg(), 'uninstall']);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).not.toMatch(/still holds/);
     expect(existsSync(dir)).toBe(false);
   });
 });
