@@ -96,11 +96,24 @@ function writeAll(fd: number, buf: Buffer, off: number, len: number, pos: number
 }
 
 /**
- * Read `inFd` to its end (or to `limit` bytes) and write it to `outFd` at offset 0.
+ * Read `input` to its end (or to `limit` bytes) and write it to `outFd` at offset 0. Several
+ * inputs are read one after the other, as one stream (the launcher's copy of the core's
+ * first part, then the pipe); only the last is handed to dd.
  * `limit` null means no limit. Throws on a write error (e.g. ENOSPC) after recording what
  * was written so far in `progress`, so the caller can keep a truncated core.
  */
-export function streamCore(inFd: number, outFd: number, opts: StreamCoreOptions): CoreWriteResult {
+export function streamCore(input: number | readonly number[], outFd: number, opts: StreamCoreOptions): CoreWriteResult {
+  const inputs = typeof input === 'number' ? [input] : [...input];
+  let current = 0;
+  let inFd = inputs[0]!;
+  /** A read of the stream: an input's end moves on to the next. */
+  const readStream = (buf: Buffer, off: number, len: number): number => {
+    for (;;) {
+      const n = readSome(inFd, buf, off, len);
+      if (n > 0 || current === inputs.length - 1) return n;
+      inFd = inputs[++current]!;
+    }
+  };
   const limit = opts.limit ?? Number.MAX_SAFE_INTEGER;
   const sparse = opts.sparse !== false;
   const buf = Buffer.allocUnsafe(CORE_BUFFER_BYTES);
@@ -111,7 +124,7 @@ export function streamCore(inFd: number, outFd: number, opts: StreamCoreOptions)
   let nativeBytes = 0;
   const nativeAfter = opts.dd ? opts.nativeAfter ?? null : null;
   while (!eof && size < limit) {
-    if (nativeAfter !== null && size >= nativeAfter) {
+    if (nativeAfter !== null && size >= nativeAfter && current === inputs.length - 1) {
       // The rest through dd. Its holes are counted from the blocks the file got.
       const before = fstatSync(outFd).blocks * 512;
       const max = opts.limit === null ? null : limit - size;
@@ -134,7 +147,7 @@ export function streamCore(inFd: number, outFd: number, opts: StreamCoreOptions)
     const want = Math.min(buf.length, limit - size);
     let fill = 0;
     while (fill < want) {
-      const n = readSome(inFd, buf, fill, want - fill);
+      const n = readStream(buf, fill, want - fill);
       if (n === 0) { eof = true; break; }
       fill += n;
     }
@@ -158,7 +171,7 @@ export function streamCore(inFd: number, outFd: number, opts: StreamCoreOptions)
   if (!eof && size >= limit) {
     // Is there more? One byte tells; we do not drain the rest (closing stdin stops the dump).
     const probe = Buffer.allocUnsafe(1);
-    truncated = readSome(inFd, probe, 0, 1) > 0;
+    truncated = readStream(probe, 0, 1) > 0;
   }
   // Trailing holes need the file size set explicitly.
   if (sparseBytes > 0) ftruncateSync(outFd, size);

@@ -391,3 +391,41 @@ describe('streamCore: the rest through dd', () => {
     }
   });
 });
+
+describe('streamCore: the launcher\'s copy first, then the pipe', () => {
+  /** `head` in one file, `tail` in another: streamed as one core. */
+  function runTwo(head: Buffer, tail: Buffer, opts: Parameters<typeof streamCore>[2] = { limit: null }) {
+    writeFileSync(join(dir, 'head'), head);
+    writeFileSync(join(dir, 'tail'), tail);
+    const outFd = open(join(dir, 'out'), 'w');
+    const result = streamCore([open(join(dir, 'head'), 'r'), open(join(dir, 'tail'), 'r')], outFd, opts);
+    return { result, out: readFileSync(join(dir, 'out')) };
+  }
+
+  it('is the two, byte for byte, whatever the boundary (mid-block, on a hole, empty first part)', () => {
+    const whole = coreLike(3 * MiB + 123, [0, 200 * KiB, 1 * MiB + 7, 3 * MiB]);
+    for (const cut of [0, 1, 100 * KiB + 3, SPARSE_BLOCK_BYTES * 5, 2 * MiB, whole.length]) {
+      const { result, out } = runTwo(whole.subarray(0, cut), whole.subarray(cut));
+      expect(out.equals(whole), `cut at ${cut}`).toBe(true);
+      expect(result).toMatchObject({ size: whole.length, truncated: false, sparseBytes: expectedHoles(whole) });
+      rmSync(join(dir, 'out'));
+    }
+  });
+
+  it('a limit inside the second part, and one inside the first, truncate where they should', () => {
+    const whole = randomBytes(512 * KiB);
+    const a = runTwo(whole.subarray(0, 100 * KiB), whole.subarray(100 * KiB), { limit: 300 * KiB });
+    expect(a.result).toMatchObject({ size: 300 * KiB, truncated: true });
+    expect(a.out.equals(whole.subarray(0, 300 * KiB))).toBe(true);
+    rmSync(join(dir, 'out'));
+    const b = runTwo(whole.subarray(0, 100 * KiB), whole.subarray(100 * KiB), { limit: 50 * KiB });
+    expect(b.result).toMatchObject({ size: 50 * KiB, truncated: true });
+    rmSync(join(dir, 'out'));
+    // exactly at the end of the first part, the second still has more: truncated
+    const c = runTwo(whole.subarray(0, 100 * KiB), whole.subarray(100 * KiB), { limit: 100 * KiB });
+    expect(c.result).toMatchObject({ size: 100 * KiB, truncated: true });
+    rmSync(join(dir, 'out'));
+    const d = runTwo(whole.subarray(0, 100 * KiB), Buffer.alloc(0), { limit: 100 * KiB });
+    expect(d.result).toMatchObject({ size: 100 * KiB, truncated: false });
+  });
+});
