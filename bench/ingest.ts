@@ -574,8 +574,10 @@ function flightboxBreakdown(ms: readonly Measure[]): string {
   const cache = new Map<string, number>();
   for (const m of ms) if (m.manifest?.codeCache) cache.set(m.manifest.codeCache, (cache.get(m.manifest.codeCache) ?? 0) + 1);
   const cacheNote = cache.size > 0 ? `; code cache ${[...cache].map(([k, n]) => `${k} ${n}×`).join(', ')}` : '';
-  return `manifest timings (medians): signal to capture start ${fmtMs(medianOf(ms, (m) => m.startMs))} (kernel, launcher, node, imports, config; of which node's start to capture start ${fmtMs(t('startupMs'))})` +
-    `, capture start to release ${fmtMs(t('holdMs'))} (of which /proc ${fmtMs(t('procMs'))}), stack trace ${fmtMs(t('backtraceMs'))}` +
+  // Capture start is the launcher's start (it copies /proc and the core's first part before
+  // node starts; the kernel stamps its files with a coarse clock, a few ms of resolution).
+  return `manifest timings (medians): signal to capture start ${fmtMs(medianOf(ms, (m) => m.startMs))} (the kernel starting the launcher)` +
+    `, capture start to release ${fmtMs(t('holdMs'))} (of which /proc ${fmtMs(t('procMs'))}), node's start to its first line for this crash ${fmtMs(t('startupMs'))}, stack trace ${fmtMs(t('backtraceMs'))}` +
     `, compression and fsync ${fmtMs(t('compressMs'))} (the two run side by side), capture start to manifest ${fmtMs(t('totalMs'))}${cacheNote}`;
 }
 

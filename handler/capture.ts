@@ -114,6 +114,23 @@ export interface CaptureOptions {
    * the launcher copied it, no core, no pipe to read, no freeze to ask for.
    */
   overflow?: OverflowCrash;
+  /**
+   * A crash the launcher began (handler/install.ts): /proc as it copied it, and the first part
+   * of the core in a file; the pipe still holds the rest unless the launcher read it all.
+   */
+  spooled?: SpooledCrash;
+}
+
+export interface SpooledCrash {
+  source: ProcSource;
+  launcherPid: number;
+  /** When the launcher started (ms since the epoch): the capture's start. */
+  startedMs: number;
+  /** When the launcher had copied /proc, and when it released the process (null: it did not). */
+  procMs: number | null;
+  releasedMs: number | null;
+  /** The core's first part, as the launcher read it. */
+  corePrefix: string;
 }
 
 export interface OverflowCrash {
@@ -122,6 +139,8 @@ export interface OverflowCrash {
   live: number;
   /** The launcher's pid. */
   launcherPid: number;
+  /** Not a storm: the launcher's own handler (node) died before it finished the crash. */
+  interrupted?: boolean;
 }
 
 export interface CaptureResult {
@@ -179,6 +198,16 @@ function releaseInput(fd: number): void {
   }
 }
 
+/** The launcher's copy of the core's first part; an empty input when it made none (no dd). */
+function openPrefix(path: string): number {
+  try {
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+    return openSync('/dev/null', constants.O_RDONLY);
+  }
+}
+
 /** What the loader (handler/start.ts) did with the code cache; nothing when run unbundled. */
 function codeCacheState(): { codeCache?: CodeCacheState } {
   const v = (globalThis as Record<symbol, unknown>)[CODE_CACHE_STATE];
@@ -187,7 +216,9 @@ function codeCacheState(): { codeCache?: CodeCacheState } {
 
 export async function captureCrash(argv: readonly string[], opts: CaptureOptions): Promise<CaptureResult> {
   const now = opts.now ?? Date.now;
-  const t0 = now();
+  const spooled = opts.spooled ?? null;
+  // The capture began in the launcher when it did.
+  const t0 = spooled?.startedMs ?? now();
   const cfg = opts.config;
   const stdinFd = opts.stdinFd ?? 0;
   const args: CoreArgs = parseCoreArgs(argv);
@@ -198,7 +229,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const overflow = opts.overflow ?? null;
   // 1. Announce. comm comes from /proc and is hostile: escaped by kmsg() and the logger.
   // (The launcher announced an overflow crash itself, when it happened.)
-  const commEarly = overflow ? overflow.source.read('comm', 4096)?.toString('utf8').trim() ?? null : readSmall(`${opts.procRoot ?? '/proc'}/${args.pid}/comm`);
+  const copied = overflow?.source ?? spooled?.source ?? null;
+  const commEarly = copied ? copied.read('comm', 4096)?.toString('utf8').trim() ?? null : readSmall(`${opts.procRoot ?? '/proc'}/${args.pid}/comm`);
   const sig = signalName(args.signal);
   if (!overflow) kmsg(`process ${args.pid} (${commEarly ?? '?'}) of user ${args.uid} dumped core, signal ${args.signal}/${sig}`, 5, opts.kmsgPath);
 
@@ -217,13 +249,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const socket = socketPath(cfg);
   const earlyFreezeError = overflow ? 'recorded on the crash-storm path' : sendEarlyFreeze(freezeFifoPath(cfg), id);
   const daemonRunning = !overflow && (earlyFreezeError === null || existsSync(socket));
-  if (overflow) warnings.push('no flight-recorder snapshot: this crash came during a crash storm and was recorded by the launcher (see the snapshots of the crashes stored with their core)');
+  if (overflow?.interrupted) warnings.push('no flight-recorder snapshot: recorded after its handler stopped');
+  else if (overflow) warnings.push('no flight-recorder snapshot: this crash came during a crash storm and was recorded by the launcher (see the snapshots of the crashes stored with their core)');
   else if (!daemonRunning) warnings.push(`no flight-recorder snapshot: the flightbox daemon is not running (no one listens on ${socket})`);
   timings.freezeSentMs = now() - t0;
 
   // 2. /proc, before the core is read.
-  const proc = overflow
-    ? readProcStateFrom(args.pid, overflow.source, { environ: cfg.capture.environ, checkPidfd: args.pidfd !== null, pidfd: args.pidfd })
+  const proc = copied
+    ? readProcStateFrom(args.pid, copied, { environ: cfg.capture.environ, checkPidfd: args.pidfd !== null, pidfd: args.pidfd })
     : readProcState(args.pid, { procRoot: opts.procRoot, environ: cfg.capture.environ, pidfd: args.pidfd });
   warnings.push(...proc.warnings);
   timings.procMs = now() - t0;
@@ -247,7 +280,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const slot: HandlerSlot | null = limit === 0 || overflow ? null : acquireHandlerSlot(slots, cfg.core.maxConcurrent);
   if (limit === 0 && !overflow && cfg.core.maxConcurrent !== null) forgetHandlerSlot(slots);
   if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotFromMs = now() - t0;
-  if (overflow) {
+  if (overflow?.interrupted) {
+    core.reason = 'interrupted';
+  } else if (overflow) {
     core.reason = 'concurrency';
     warnings.push(`${overflow.live} other handlers were storing cores (the launcher's core.maxConcurrent is ${cfg.core.maxConcurrent === null ? 'unset' : cfg.core.maxConcurrent}): core not kept, metadata only, recorded by the launcher`);
   } else if (slot && !slot.acquired) {
@@ -263,7 +298,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     const progress = { size: 0 };
     try {
       rawFd = createExclusive(staging, 'core', 0o600, { readable: true });
-      const r = streamCore(stdinFd, rawFd, { limit, progress, nativeAfter: NATIVE_COPY_AFTER_BYTES, dd: findProgram('dd') });
+      // What the launcher read of the core comes first, then what is left in the pipe.
+      const inputs = spooled ? [openPrefix(spooled.corePrefix), ...(spooled.releasedMs === null ? [stdinFd] : [])] : [stdinFd];
+      let r: ReturnType<typeof streamCore>;
+      try {
+        r = streamCore(inputs, rawFd, { limit, progress, nativeAfter: NATIVE_COPY_AFTER_BYTES, dd: findProgram('dd') });
+      } finally {
+        if (spooled) closeSync(inputs[0]!);
+      }
       nativeBytes = r.nativeBytes;
       core.size = r.size;
       core.sparseBytes = r.sparseBytes;
@@ -286,8 +328,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // 4. Release the crashed process.
   if (!overflow) {
     releaseInput(stdinFd);
-    timings.holdMs = now() - t0;
-    log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs }, 'Core read, process released');
+    timings.holdMs = (spooled?.releasedMs ?? now()) - t0;
+    if (spooled?.procMs) timings.procMs = spooled.procMs - t0;
+    log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs, byLauncher: spooled?.releasedMs !== undefined && spooled.releasedMs !== null }, 'Core read, process released');
   }
   try {
     setPriority(10);
@@ -526,7 +569,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     warnings,
     timings,
     files: [],
-    handler: overflow ? { version: VERSION, pid: overflow.launcherPid, overflow: true } : { version: VERSION, pid: process.pid, ...codeCacheState() },
+    handler: overflow
+      ? { version: VERSION, pid: overflow.launcherPid, overflow: true }
+      : { version: VERSION, pid: process.pid, ...codeCacheState(), ...(spooled ? { launcher: spooled.releasedMs !== null ? 'core' as const : 'prefix' as const } : {}) },
   };
   // Crash mail is queued in the same transaction as the event; the daemon delivers it.
   let mail: OutboxRequest[] = [];

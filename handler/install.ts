@@ -16,7 +16,8 @@ import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
-import { DRAIN_LOCKS, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
+import { MAX_FDS_LISTED } from './proc-reader.js';
+import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -79,49 +80,58 @@ export function patternFor(launcher: string): string {
   return `|${launcher} ${CORE_PATTERN_SPECIFIERS.join(' ')}`;
 }
 
-/** What the launcher needs for the crash-storm path (handler/overflow.ts); null: no such path. */
+/** What the launcher needs to record crashes itself (handler/overflow.ts). */
 export interface OverflowParams {
   storeRoot: string;
-  maxConcurrent: number;
+  /** null: no crash-storm path (every crash is captured, core included) */
+  maxConcurrent: number | null;
   environ: boolean;
 }
 
-export function overflowParams(cfg: Config): OverflowParams | null {
-  return cfg.core.maxConcurrent === null ? null : { storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ };
+export function overflowParams(cfg: Config): OverflowParams {
+  return { storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ };
 }
 
-/** The /proc files the launcher copies on the crash-storm path, stat first (the pid check). */
+/** The /proc files the launcher copies, stat first (the pid check). */
 export const OVERFLOW_PROC_FILES = ['stat', 'status', 'cmdline', 'comm', 'cgroup', 'maps', 'limits', 'mountinfo', 'auxv', 'io', 'sched', 'oom_score', 'loginuid', 'sessionid', 'coredump_filter'];
 
 /**
- * The launcher. Normally one line: exec node with the handler. With core.maxConcurrent set,
- * also the crash-storm path of handler/overflow.ts, in POSIX sh: it counts the live handlers
+ * The launcher, in POSIX sh. It records the crash itself before node starts: the kernel
+ * holds the crashed process until its core has been read, and node takes 40-50 ms to start.
+ * It copies /proc/<pid> (one cp of the files, one find of the links, each copy capped at
+ * 4 MiB by RLIMIT_FSIZE with SIGXFSZ ignored) into a root-only directory on tmpfs
+ * (handler/run-dir.ts overflowDir), then the first CORE_PREFIX_BYTES of the core (one dd).
+ * A core that ended there is read whole: the process is released and node makes the bundle
+ * from the copy (--spooled); a longer core keeps the pipe open for node, which goes on
+ * reading it after the prefix. With core.maxConcurrent set it first counts the live handlers
  * storing cores (<spool>/handlers/<pid>-<start time>, store/handler-slots.ts) with shell
- * builtins, and when there are maxConcurrent of them it records the crash itself (3 small
- * programs: mkdir, cp, find) instead of starting node. The kernel's arguments are only
- * used once checked to be digits (%P, %s, %t, %F) or written out verbatim (all of them, each
- * ended by NUL); what is read from the crashed process only ever goes through cp and find
- * into files. Copies are capped at 4 MiB each by RLIMIT_FSIZE (SIGXFSZ ignored: the copy
- * stops there with EFBIG): a storm of crashes fills tmpfs with them until they are drained.
+ * builtins; at the cap it records the crash without its core and leaves it to a drainer
+ * (handler/overflow.ts) instead of starting node at all.
+ *
+ * The kernel's arguments are only used once checked to be digits (%P, %s, %t, %F) or written
+ * out verbatim (all of them, each ended by NUL); what is read from the crashed process only
+ * ever goes through cp, find and dd into files named here. Anything unexpected (no spool
+ * directory, or one that is not root's; arguments that are not digits; RLIMIT_CORE 0) and
+ * node does it all, as it always could.
  */
-export function launcherScript(nodePath: string, handlerPath: string, configPath: string | null, overflow: OverflowParams | null = null): string {
+export function launcherScript(nodePath: string, handlerPath: string, configPath: string | null, params: OverflowParams | null = null): string {
   const config = configPath ? ` --config ${shellQuote(configPath)}` : '';
   const head = [
     '#!/bin/sh',
     '# flightbox core_pattern launcher, written by `flightbox install`; removed by `flightbox uninstall`.',
   ];
-  if (!overflow) return [...head, `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} -- "$@"`, ''].join('\n');
-  const root = shellQuote(overflow.storeRoot);
-  const files = [...OVERFLOW_PROC_FILES, ...(overflow.environ ? ['environ'] : [])].map((f) => `"$p/${f}"`).join(' ');
+  const node = `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config}`;
+  if (!params) return [...head, `${node} -- "$@"`, ''].join('\n');
+  const files = [...OVERFLOW_PROC_FILES, ...(params.environ ? ['environ'] : [])].map((f) => `"$p/${f}"`).join(' ');
+  const storm = params.maxConcurrent !== null;
   return [
     ...head,
-    '# Crash storms: when core.maxConcurrent handlers are storing cores, this crash is recorded',
-    '# without its core by this script (/proc copied to tmpfs, see handler/overflow.ts),',
-    '# and one drainer makes the bundles, instead of one node process per crash.',
-    `root=${root}`,
-    `in=${shellQuote(overflowDir(overflow.storeRoot))}`,
-    `max=${overflow.maxConcurrent}`,
-    `drain() { exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} --drain "$root"; }`,
+    '# It records the crash before node starts (handler/install.ts launcherScript): /proc and the',
+    '# first part of the core go to a root-only directory on tmpfs, then node takes over.',
+    `root=${shellQuote(params.storeRoot)}`,
+    `in=${shellQuote(overflowDir(params.storeRoot))}`,
+    `max=${params.maxConcurrent ?? ''}`,
+    `drain() { ${node} --drain "$root"; }`,
     'digits() { case $1 in \'\'|*[!0-9]*) return 1 ;; esac; }',
     '# start time (stat field 22) of pid $1 into st; empty when there is no such process',
     'start() {',
@@ -139,33 +149,50 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  while read -r k v; do [ "$k" = Pid: ] && printf \'%s\\n\' "$v"; done 2>/dev/null <"/proc/$$/fdinfo/$1"',
     '  return 0',
     '}',
-    'overflow() {',
-    '  exec 2>/dev/null',
+    '# a new entry for this crash in $d; fails when it cannot be made',
+    'entry() {',
     '  start $$',
     '  self=$st',
-    '  [ -n "$self" ] || return 0',
+    '  [ -n "$self" ] || return 1',
     '  umask 077',
     '  d="$in/$7.$1.$$"',
-    '  mkdir "$d" || return 0',
-    '  # From here on this crash is recorded here: never also by node.',
+    '  mkdir "$d" 2>/dev/null',
+    '}',
+    '# /proc/$1 into $d: stat first, stat again last',
+    'copy() {',
     '  p=/proc/$1',
     '  printf \'%s %s\\n\' "$$" "$self" >"$d/writer"',
     '  printf \'%s\\0\' "$@" >"$d/args"',
     '  printf \'%s\\n\' "$live" >"$d/live"',
-    '  digits "${11}" && pidfd "${11}" >"$d/pidfd"',
+    '  pfd=${11}',
+    '  digits "$pfd" && pidfd "$pfd" >"$d/pidfd"',
     '  trap \'\' XFSZ',
     `  ulimit -S -f ${OVERFLOW_FILE_MAX_BYTES / 512}`,
-    `  cp ${files} "$d/"`,
-    '  find "$p/exe" "$p/cwd" "$p/root" "$p/ns" "$p/fd" "/proc/$$/ns" -maxdepth 1 -printf \'%p\\0%l\\0\' >"$d/links"',
+    '  # each fd\'s fdinfo too, unless there are more fds than the handler lists (MAX_FDS_LISTED)',
+    '  set -- "$p"/fd/*',
+    '  fdi=',
+    `  [ $# -le ${MAX_FDS_LISTED} ] && fdi="$p/fdinfo"`,
+    `  cp -r ${files} \${fdi:+"$fdi"} "$d/" 2>/dev/null`,
+    '  # The executable, open for node\'s stack-trace tool: its path may name something else, or a',
+    '  # FIFO, here (a container). (command: a failed redirection must not end this shell.)',
+    `  command exec ${LAUNCHER_EXE_FD}<"$p/exe" 2>/dev/null && printf '${LAUNCHER_EXE_FD}\\n' >"$d/exefd"`,
+    '  find "$p/exe" "$p/cwd" "$p/root" "$p/ns" "$p/fd" "/proc/$$/ns" -maxdepth 1 -printf \'%p\\0%l\\0\' >"$d/links" 2>/dev/null',
     '  ulimit -S -f unlimited',
     '  trap - XFSZ',
     '  all=',
-    '  while IFS= read -r l || [ -n "$l" ]; do all="$all$l"; done <"$p/stat"',
+    '  while IFS= read -r l || [ -n "$l" ]; do all="$all$l"; done 2>/dev/null <"$p/stat"',
     '  printf \'%s\' "$all" >"$d/stat.after"',
-    '  digits "${11}" && pidfd "${11}" >"$d/pidfd.after"',
+    '  digits "$pfd" && pidfd "$pfd" >"$d/pidfd.after"',
+    '}',
+    '# beyond core.maxConcurrent: no core, no node for this crash (handler/overflow.ts)',
+    'overflow() {',
+    '  exec 2>/dev/null',
+    '  entry "$@" || return 0',
+    '  # From here on this crash is recorded here: never also by node.',
+    '  copy "$@"',
     '  : >"$d/complete"',
     '  printf \'<5>flightbox: process %s dumped core (signal %s) during a crash storm: recorded without its core\\n\' "$1" "$6" >/dev/kmsg',
-    '  exec 0</dev/null',
+    `  exec 0</dev/null ${LAUNCHER_EXE_FD}<&-`,
     '  # Become a drainer, unless live ones hold both locks (they look again before they exit).',
     `  for l in ${DRAIN_LOCKS.join(' ')}; do`,
     '    set -C',
@@ -177,35 +204,52 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  done',
     '  exit 0',
     '}',
+    '# below the cap: /proc and the first part of the core here, the rest by node',
+    'capture() {',
+    '  entry "$@" || return 0',
+    '  : >"$d/handler"',
+    '  copy "$@"',
+    `  LC_ALL=C dd bs=${CORE_PREFIX_BYTES} count=1 iflag=fullblock of="$d/core" 2>"$d/dd"`,
+    '  read -r recs rest <"$d/dd"',
+    '  # "1+0 records": the prefix is full and the core may go on; else it ended: release it.',
+    '  case $recs in',
+    '    1+*) ;;',
+    '    *) exec 0</dev/null; : >"$d/released" ;;',
+    '  esac',
+    `  ${node} --spooled "$d"`,
+    '}',
     'if digits "$1" && digits "$6" && digits "$7" && [ "$8" != 0 ] && [ -d "$in" ] && [ ! -L "$in" ] && [ -O "$in" ]; then',
     '  live=0',
-    '  for e in "$in"/handlers/*; do',
-    '    n=${e##*/}',
-    '    case $n in *[!0-9-]*|-*|*-|*-*-*) continue ;; *-*) ;; *) continue ;; esac',
-    '    start "${n%-*}"',
-    '    [ -n "$st" ] && [ "$st" = "${n#*-}" ] && live=$((live + 1))',
-    '  done',
-    '  [ "$live" -ge "$max" ] && overflow "$@"',
-    '  # Counted by the next launchers at once, not only once node has started (the same pid',
-    '  # and start time after exec: the handler takes the entry as its own, store/handler-slots.ts).',
-    '  start $$',
-    '  if [ -n "$st" ] && [ -d "$in/handlers" ] && [ ! -L "$in/handlers" ]; then',
-    '    set -C',
-    '    { : >"$in/handlers/$$-$st"; } 2>/dev/null',
-    '    set +C',
-    '  fi',
+    ...(storm ? [
+      '  for e in "$in"/handlers/*; do',
+      '    n=${e##*/}',
+      '    case $n in *[!0-9-]*|-*|*-|*-*-*) continue ;; *-*) ;; *) continue ;; esac',
+      '    start "${n%-*}"',
+      '    [ -n "$st" ] && [ "$st" = "${n#*-}" ] && live=$((live + 1))',
+      '  done',
+      '  [ "$live" -ge "$max" ] && overflow "$@"',
+      '  # Counted by the next launchers at once, not only once node has started (the same pid',
+      '  # and start time after exec: the handler takes the entry as its own, store/handler-slots.ts).',
+      '  start $$',
+      '  if [ -n "$st" ] && [ -d "$in/handlers" ] && [ ! -L "$in/handlers" ]; then',
+      '    set -C',
+      '    { : >"$in/handlers/$$-$st"; } 2>/dev/null',
+      '    set +C',
+      '  fi',
+    ] : []),
+    '  capture "$@"',
     'fi',
-    `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config} -- "$@"`,
+    `${node} -- "$@"`,
     '',
   ].join('\n');
 }
 
-/** The crash-storm path's directory, for `flightbox status`. */
+/** The launcher's directory, for `flightbox status`. */
 export interface OverflowStatus {
-  dir: string | null;
-  /** off: core.maxConcurrent is null; missing: the next crash's handler (or install) makes it */
-  state: 'off' | 'ready' | 'missing' | 'unsafe';
-  /** crashes spooled by launchers, not yet bundles */
+  dir: string;
+  /** missing: the next crash's handler (or install) makes it */
+  state: 'ready' | 'missing' | 'unsafe';
+  /** crashes spooled by launchers, not yet bundles (being recorded, or waiting for a drainer) */
   waiting: number;
   /** entries a drainer could not read, kept as failed.<name> */
   failed: number;
@@ -213,7 +257,6 @@ export interface OverflowStatus {
 }
 
 export function overflowStatus(cfg: Config): OverflowStatus {
-  if (cfg.core.maxConcurrent === null) return { dir: null, state: 'off', waiting: 0, failed: 0 };
   const dir = overflowDir(cfg.store.root);
   try {
     checkSecureDir(dir);
@@ -265,10 +308,8 @@ export function installHandler(cfg: Config, opts: InstallOptions): { state: Inst
   const alreadyInstalled = existing !== null && current === existing.pattern;
 
   const overflow = overflowParams(cfg);
-  if (overflow) {
-    ensureSecureDir(overflowDir(cfg.store.root), 0o700);
-    ensureSecureDir(join(overflowDir(cfg.store.root), HANDLERS_DIR), 0o700);
-  }
+  ensureSecureDir(overflowDir(cfg.store.root), 0o700);
+  ensureSecureDir(join(overflowDir(cfg.store.root), HANDLERS_DIR), 0o700);
   writeFileAtomic(dirname(launcher), basename(launcher), launcherScript(opts.nodePath ?? process.execPath, opts.handlerPath ?? defaultHandlerPath(), opts.configPath, overflow), 0o700);
 
   // Keep the values from before the first install: re-installing must not make our own

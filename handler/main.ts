@@ -4,7 +4,7 @@
 //   main.js [--config FILE] --drain STORE_ROOT   (the launcher, after a storm's crash: handler/overflow.ts)
 // No stdout or stderr exists here; everything goes to /dev/kmsg and the store's log.
 // A broken config falls back to the defaults: a crash must still be recorded.
-import { readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { setPriority } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -16,7 +16,7 @@ import { kmsg } from '../lib/log.js';
 import { vendoredYamlPath } from '../lib/yaml.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { captureCrash } from './capture.js';
-import { drainIncoming, incomingWaiting } from './overflow.js';
+import { drainIncoming, incomingWaiting, loadSpooled } from './overflow.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 import { HANDLER_RUN_DIR, overflowDir } from './run-dir.js';
 
@@ -137,7 +137,9 @@ async function main(argv: string[]): Promise<number> {
     i += 2;
   }
   let drainFrom: string | null = null;
+  let spooledDir: string | null = null;
   if (argv[i] === '--drain') drainFrom = argv[i + 1] ?? '';
+  if (argv[i] === '--spooled') spooledDir = argv[i + 1] ?? '';
   if (argv[i] === '--') i++;
   const kernelArgs = argv.slice(i);
 
@@ -163,6 +165,18 @@ async function main(argv: string[]): Promise<number> {
       kmsg(`failed to record the crashes of a storm: ${messageOf(err)}`, 3);
       code = 1;
     }
+  } else if (spooledDir !== null) {
+    // The launcher copied /proc and the core's first part, and exec'd into this.
+    try {
+      const { args, spooled, bundleId } = loadSpooled(spooledDir);
+      await captureCrash(args, { config, configWarnings, spooled, bundleId });
+      // Published: the launcher's copy has served. (On failure it stays: a drainer records
+      // what it holds, with a warning, once this process is gone.)
+      rmSync(spooledDir, { recursive: true, force: true });
+    } catch (err) {
+      kmsg(`failed to capture a crash: ${messageOf(err)}`, 3);
+      code = 1;
+    }
   } else {
     try {
       await captureCrash(kernelArgs, { config, configWarnings });
@@ -170,8 +184,10 @@ async function main(argv: string[]): Promise<number> {
       kmsg(`failed to capture a crash: ${messageOf(err)}`, 3);
       code = 1;
     }
-    // The launcher's crash-storm directory is on tmpfs: after a reboot, the first crash makes it.
-    if (config.core.maxConcurrent !== null && process.getuid?.() === 0) {
+  }
+  if (drainFrom === null) {
+    // The launcher's directory is on tmpfs: after a reboot, the first crash makes it.
+    if (process.getuid?.() === 0) {
       try {
         ensureSecureDir(overflowDir(config.store.root), 0o700);
         ensureSecureDir(join(overflowDir(config.store.root), HANDLERS_DIR), 0o700);

@@ -26,9 +26,9 @@
 // keep crash storms from starting more than two drainers; the last thing a drainer does is
 // look again after removing its lock, so an entry written while the locks were held is never
 // left behind.
-import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import type { Config } from '../lib/config.js';
 import { errnoCode, messageOf } from '../lib/errors.js';
 import { createLogger, kmsg } from '../lib/log.js';
@@ -37,10 +37,10 @@ import { findProgram } from '../lib/programs.js';
 import { checkSecureDir, fsyncDir, readNoFollow, syncTree, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { SPOOL_DIR, Store } from '../store/store.js';
-import { DRAIN_LOCKS, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
+import { DRAIN_LOCKS, LAUNCHER_EXE_FD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
 
 export { DRAIN_LOCKS };
-import { captureCrash } from './capture.js';
+import { captureCrash, type SpooledCrash } from './capture.js';
 import { MAX_PROC_FILE_BYTES, pidFromFdinfo, readBounded, startTimeFromStat, type ProcSource } from './proc-reader.js';
 
 /** Entries that could not be turned into a bundle are kept under this prefix, for an operator. */
@@ -104,7 +104,7 @@ export function parseLinks(data: Buffer, pid: number, launcherPid: number): { li
 }
 
 /** The /proc of a crashed process as the launcher copied it into an entry. */
-export function spooledProcSource(dir: string, pid: number, launcherPid: number): ProcSource {
+export function spooledProcSource(dir: string, pid: number, launcherPid: number, exeFd: number | null = null): ProcSource {
   let links: ReturnType<typeof parseLinks> | null = null;
   const linksOf = (): ReturnType<typeof parseLinks> => {
     if (!links) {
@@ -123,7 +123,7 @@ export function spooledProcSource(dir: string, pid: number, launcherPid: number)
     label: `/proc/${pid}`,
     read: (name, max = MAX_PROC_FILE_BYTES) => {
       // Only the copies themselves: the entry also holds the launcher's own files.
-      if (!/^(stat|status|cmdline|comm|cgroup|maps|limits|mountinfo|auxv|io|sched|oom_score|loginuid|sessionid|coredump_filter|environ)$/.test(name)) return null;
+      if (!/^(stat|status|cmdline|comm|cgroup|maps|limits|mountinfo|auxv|io|sched|oom_score|loginuid|sessionid|coredump_filter|environ|fdinfo\/\d+)$/.test(name)) return null;
       try {
         const b = readNoFollow(join(dir, name), max + 1);
         return b.length > max ? b.subarray(0, max) : b;
@@ -141,7 +141,69 @@ export function spooledProcSource(dir: string, pid: number, launcherPid: number)
     pidfdPid: (when) => pidfd(when === 'before' ? 'pidfd' : 'pidfd.after'),
     handlerStartTicks: () => parseOwner(readSmall(dir, 'writer'))?.start ?? null,
     ownNamespace: (ns) => linksOf().own.get(ns) ?? null,
-    openExe: () => null,
+    openExe: () => exeFd,
+  };
+}
+
+/**
+ * The executable the launcher opened for this process (LAUNCHER_EXE_FD, when its entry says
+ * so): a regular file, or nothing.
+ */
+function inheritedExe(dir: string): number | null {
+  if ((readSmall(dir, 'exefd') ?? '').trim() !== String(LAUNCHER_EXE_FD)) return null;
+  try {
+    return fstatSync(LAUNCHER_EXE_FD).isFile() ? LAUNCHER_EXE_FD : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A bundle id for the crash of these kernel arguments (%P first, %t seventh). */
+function newBundleId(args: readonly string[]): string {
+  const pid = Number(args[0]);
+  const time = Number(args[6]);
+  return makeBundleId(Number.isSafeInteger(time) && time > 0 ? new Date(time * 1000) : new Date(), Number.isSafeInteger(pid) ? pid : 0);
+}
+
+/** mtime of a file of the entry in ms since the epoch, or null. */
+function mtimeMs(dir: string, name: string): number | null {
+  try {
+    // (the kernel stamps files with its coarse clock: a few ms of resolution)
+    return Math.round(lstatSync(join(dir, name)).mtimeMs);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The crash the launcher began in `dir` and exec'd into `--spooled` for: its arguments and
+ * what it copied. Throws when the directory is not one of a launcher's entries.
+ */
+export function loadSpooled(dir: string): { args: string[]; spooled: SpooledCrash; bundleId: string } {
+  const parent = dirname(dir);
+  if (!isAbsolute(dir) || !ENTRY_RE.test(basename(dir)) || !parent.startsWith(`${OVERFLOW_BASE}/flightbox-incoming-`)) {
+    throw new Error(`${JSON.stringify(dir)} is not an entry of the launcher's directory`);
+  }
+  checkSecureDir(parent);
+  checkSecureDir(dir);
+  const args = readNoFollow(join(dir, 'args'), MAX_SMALL_BYTES).toString('utf8').split('\0');
+  args.pop(); // each argument ends with NUL
+  const writer = parseOwner(readSmall(dir, 'writer'));
+  const startedMs = mtimeMs(dir, 'writer') ?? Date.now();
+  // Kept in the entry: if this handler dies after publishing, a drainer must not publish again.
+  const bundleId = newBundleId(args);
+  writeFileExclusive(dir, 'id', `${bundleId}\n`, 0o600, { sync: false });
+  return {
+    args,
+    bundleId,
+    spooled: {
+      source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, inheritedExe(dir)),
+      launcherPid: writer?.pid ?? 0,
+      startedMs,
+      procMs: mtimeMs(dir, 'stat.after'),
+      releasedMs: mtimeMs(dir, 'released'),
+      corePrefix: join(dir, 'core'),
+    },
   };
 }
 
@@ -281,13 +343,15 @@ async function drainEntry(store: Store, cfg: Config, dir: string): Promise<strin
     }
     rmSync(join(store.root, 'staging', id), { recursive: true, force: true });
   } else {
-    const pid = Number(args[0]);
-    const time = Number(args[6]);
-    id = makeBundleId(Number.isSafeInteger(time) && time > 0 ? new Date(time * 1000) : new Date(), Number.isSafeInteger(pid) ? pid : 0);
+    id = newBundleId(args);
     writeFileExclusive(dir, 'id', `${id}\n`, 0o600);
   }
   const launcherPid = writer?.pid ?? 0;
-  const configWarnings = complete ? [] : ['the launcher was stopped while it recorded this crash: what it had copied of /proc is kept, the rest is missing'];
+  // An entry the launcher left to its own handler (node) that the handler never finished.
+  const interrupted = existsSync(join(dir, 'handler'));
+  const configWarnings = interrupted
+    ? ['the crash handler stopped before it finished this crash: what the launcher had copied of /proc is kept, the core is not']
+    : complete ? [] : ['the launcher was stopped while it recorded this crash: what it had copied of /proc is kept, the rest is missing'];
   for (const f of readdirSync(dir)) {
     try {
       if (lstatSync(join(dir, f)).size >= OVERFLOW_FILE_MAX_BYTES) configWarnings.push(`proc/${f} was cut at ${OVERFLOW_FILE_MAX_BYTES} bytes (the crash-storm path's limit)`);
@@ -301,7 +365,7 @@ async function drainEntry(store: Store, cfg: Config, dir: string): Promise<strin
     store,
     bundleId: id,
     sync: false,
-    overflow: { source: spooledProcSource(dir, Number(args[0]), launcherPid), live: Number.isSafeInteger(live) ? live : 0, launcherPid },
+    overflow: { source: spooledProcSource(dir, Number(args[0]), launcherPid), live: Number.isSafeInteger(live) ? live : 0, launcherPid, interrupted },
   });
   return r.bundleDir;
 }

@@ -112,7 +112,8 @@ export interface Manifest {
    * used, made (none yet), rejected (stale), off (no cache directory); absent when unbundled.
    */
   /** overflow: recorded by the launcher's crash-storm path (handler/overflow.ts), pid is the launcher's. */
-  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true };
+  /** launcher: what the launcher read before node started (handler/install.ts): the whole core, or its first part. */
+  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true; launcher?: 'core' | 'prefix' };
 }
 
 /** The host part of a manifest: read once per event. */

@@ -19,12 +19,11 @@ interface RecorderLine {
   error?: string | null;
 }
 
-/** What becomes of crashes beyond core.maxConcurrent (handler/overflow.ts). */
+/** The launcher's directory on tmpfs (handler/install.ts launcherScript, handler/overflow.ts). */
 function overflowLine(o: ReturnType<typeof overflowStatus>): string {
-  if (o.state === 'off') return 'off (core.maxConcurrent is null: every crash gets its own handler)';
-  if (o.state === 'missing') return `not ready (${o.dir} is made by install or the next crash's handler; until then node records every crash)`;
-  if (o.state === 'unsafe') return `not used: ${o.detail} (node records every crash)`;
-  const more = [o.waiting > 0 ? `${o.waiting} crash${o.waiting === 1 ? '' : 'es'} waiting to be recorded` : '', o.failed > 0 ? `${o.failed} that could not be recorded, kept as failed.* there` : ''].filter(Boolean);
+  if (o.state === 'missing') return `not ready (${o.dir} is made by install or the next crash's handler; until then node reads every crash itself)`;
+  if (o.state === 'unsafe') return `not used: ${o.detail} (node reads every crash itself)`;
+  const more = [o.waiting > 0 ? `${o.waiting} crash${o.waiting === 1 ? '' : 'es'} being recorded or waiting` : '', o.failed > 0 ? `${o.failed} that could not be recorded, kept as failed.* there` : ''].filter(Boolean);
   return `ready (${o.dir})${more.length > 0 ? `; ${more.join(', ')}` : ''}`;
 }
 
@@ -63,7 +62,7 @@ export async function run(...args: unknown[]): Promise<number> {
     `Handler:         ${handler.active ? 'installed and active' : handler.installed ? 'installed, but core_pattern points elsewhere' : 'not installed'}`,
     `core_pattern:    ${handler.corePattern}`,
     `core_pipe_limit: ${handler.corePipeLimit}`,
-    `Storm path:      ${overflowLine(overflow)}`,
+    `Launcher spool:  ${overflowLine(overflow)}`,
     `Daemon:          ${daemon ? `running (pid ${String(daemon.pid)}, since ${String(daemon.startedAt)})${daemon.frozen ? ', recorders frozen' : ''}` : `not running (${daemonError})`}`,
   ];
   for (const r of (daemon?.recorders as RecorderLine[] | undefined) ?? []) {

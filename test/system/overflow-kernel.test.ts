@@ -1,21 +1,25 @@
-// The crash-storm path through the real kernel: with core.maxConcurrent handlers busy (here:
-// this test process, registered as a live storing handler), the launcher records a real
-// crash itself, without starting node for it, and its drainer indexes it; once the cap is
-// free again the next crash is captured by node with its core. Uninstall removes the
+// The launcher through the real kernel. With core.maxConcurrent handlers busy (here: this
+// test process, registered as a live storing handler), it records a real crash itself,
+// without starting node for it, and its drainer indexes it. Below the cap it copies /proc and
+// the core's first part before node starts: a small core is read whole (released before
+// node), a longer one is read on by node where the launcher stopped. Uninstall removes the
 // launcher's tmpfs directory.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePidStat } from '../../lib/procfs.js';
-import { overflowDir } from '../../handler/run-dir.js';
+import { CORE_PREFIX_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { CLI, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
 import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
 
 interface Manifest {
+  id: string;
+  backtrace: { frames: { fn: string | null }[] } | null;
+  timings: Record<string, number>;
   process: { pid: number; exe: string; cmdline: string[]; signalName: string; procVerified: boolean };
-  core: { stored: boolean; reason: string | null };
-  handler: { pid: number; overflow?: boolean };
+  core: { stored: boolean; reason: string | null; size: number; truncated: boolean };
+  handler: { pid: number; overflow?: boolean; launcher?: string };
   files: { path: string }[];
   warnings: string[];
 }
@@ -73,8 +77,27 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 30_000);
     expect(m.handler.overflow).toBeUndefined();
     expect(m.core.stored).toBe(true);
+    // a small core is read whole by the launcher, which releases the process before node starts
+    expect(m.handler.launcher).toBe('core');
+    expect(m.timings.holdMs).toBeLessThan(1000);
     // the launcher's registration was taken over by the handler and withdrawn
     await waitFor('no handler registered', () => readdirSync(join(overflowDir(store.root), 'handlers')).length === 0 || undefined, 10_000);
+  });
+
+  it('a core longer than the launcher reads: node goes on where it stopped; the stitched core is whole', async () => {
+    const fat = buildCrasher('fat-segv');
+    const c = await crash(fat, ['24', '0']);
+    expect(c.signal).toBe('SIGSEGV');
+    const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 60_000);
+    expect(m.handler.launcher).toBe('prefix');
+    expect(m.core).toMatchObject({ stored: true, truncated: false });
+    expect(m.core.size).toBeGreaterThan(CORE_PREFIX_BYTES + 8 * 1024 * 1024);
+    // eu-stack found the crashing frame in it: the ELF core is whole and consistent
+    expect(m.backtrace?.frames.some((f) => f.fn === 'main')).toBe(true);
+    const out = join(store.dir, 'fat.core');
+    const d = runCli([...cfg(), 'dump', m.id, '-o', out]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(statSync(out).size).toBe(m.core.size);
   });
 
   it('status says whether the storm path is ready and what waits in it; piped into head it ends quietly', () => {
@@ -86,7 +109,7 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     mkdirSync(join(dir, '1.2.4'), { mode: 0o700 });
     try {
       const text = runCli([...cfg(), 'status']).stdout;
-      expect(text).toMatch(new RegExp(`^Storm path: +ready \\(${dir}\\); 1 crash waiting to be recorded, 1 that could not be recorded`, 'm'));
+      expect(text).toMatch(new RegExp(`^Launcher spool: +ready \\(${dir}\\); 1 crash being recorded or waiting, 1 that could not be recorded`, 'm'));
     } finally {
       rmSync(join(dir, 'failed.1.2.3'), { recursive: true });
       rmSync(join(dir, '1.2.4'), { recursive: true });

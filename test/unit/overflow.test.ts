@@ -4,6 +4,7 @@
 // closes it), then the drainer, in this process and as the launcher's exec. A live handler
 // entry of this very process makes the launcher count core.maxConcurrent (1) handlers busy.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { parsePidStat } from '../../lib/procfs.js';
 import { launcherScript, overflowParams } from '../../handler/install.js';
 import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
-import { overflowDir } from '../../handler/run-dir.js';
+import { CORE_PREFIX_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
 import { readManifest, type Manifest } from '../../store/manifest.js';
 import { Store } from '../../store/store.js';
@@ -54,15 +55,16 @@ interface Setup {
   incoming: string;
 }
 
-function setUp(yamlExtra = ''): Setup {
+function setUp(yamlExtra = '', opts: { cap?: number | null } = {}): Setup {
+  const cap = opts.cap === undefined ? 1 : opts.cap;
   const dir = mkdtempSync(join(tmpdir(), 'fbx-overflow-'));
   dirs.push(dir);
   const root = join(dir, 'store');
   const configPath = join(dir, 'flightbox.yaml');
-  writeFileSync(configPath, `store:\n  root: ${root}\ncore:\n  maxConcurrent: 1\n  maxPerExePerHour: null\n${yamlExtra}`);
+  writeFileSync(configPath, `store:\n  root: ${root}\ncore:\n  maxConcurrent: ${cap ?? 'null'}\n  maxPerExePerHour: null\n${yamlExtra}`);
   const cfg = defaultConfig();
   cfg.store.root = root;
-  cfg.core.maxConcurrent = 1;
+  cfg.core.maxConcurrent = cap;
   cfg.core.maxPerExePerHour = null;
   new Store(root, { create: true, busyTimeoutMs: 1000 }).close();
   const incoming = overflowDir(root);
@@ -75,12 +77,12 @@ function setUp(yamlExtra = ''): Setup {
   return { dir, cfg, configPath, launcher, incoming };
 }
 
-/** Run the launcher as the kernel would for a crash of `pid` (signal 11, now). */
-function launch(s: Setup, pid: number, extra: { hostname?: string; rlimit?: string } = {}): { status: number | null; stderr: string } {
+/** Run the launcher as the kernel would for a crash of `pid` (signal 11, now), `core` on its stdin. */
+function launch(s: Setup, pid: number, extra: { hostname?: string; rlimit?: string; core?: Buffer } = {}): { status: number | null; stderr: string } {
   const now = Math.floor(Date.now() / 1000);
   const args = [String(pid), String(pid), String(pid), '0', '0', '11', String(now), extra.rlimit ?? '18446744073709551615', extra.hostname ?? 'host', '1', ''];
   // stdin: a pipe nobody writes to, as the kernel's would be before the core
-  const r = spawnSync(s.launcher, args, { input: '', encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(s.launcher, args, { input: extra.core ?? '', encoding: 'utf8', timeout: 60_000, maxBuffer: 1 << 20 });
   return { status: r.status, stderr: r.stderr };
 }
 
@@ -189,6 +191,53 @@ describe.skipIf(!IS_ROOT)('the launcher on the crash-storm path', () => {
   });
 });
 
+describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s first part, then node', () => {
+  /** The stored core of the only bundle, decompressed. */
+  function storedCore(s: Setup): { m: Manifest; bytes: Buffer } {
+    const [m] = bundles(s.cfg.store.root);
+    const day = `${m!.id.slice(0, 4)}-${m!.id.slice(4, 6)}-${m!.id.slice(6, 8)}`;
+    const z = spawnSync('zstd', ['-d', '-c', join(s.cfg.store.root, 'bundles', day, m!.id, 'core.zst')], { maxBuffer: 64 << 20 });
+    expect(z.status).toBe(0);
+    return { m: m!, bytes: z.stdout };
+  }
+
+  for (const [what, size, launcherRead] of [['a core within its first part', 3 * 1024 * 1024 + 17, 'core'], ['a core longer than the launcher reads', CORE_PREFIX_BYTES + 5 * 1024 * 1024 + 3, 'prefix']] as const) {
+    it(`${what}: stored byte for byte, /proc from the launcher's copy`, async () => {
+      const s = setUp('', { cap: null });
+      const t = await target();
+      // data, zeros, data at the end; for the long one, data across the launcher's boundary
+      const core = Buffer.alloc(size);
+      randomBytes(1024 * 1024).copy(core, 0);
+      randomBytes(64 * 1024).copy(core, size - 64 * 1024);
+      if (size > CORE_PREFIX_BYTES) randomBytes(4096).copy(core, CORE_PREFIX_BYTES - 2048);
+      expect(launch(s, t.pid!, { core }).status).toBe(0);
+      const { m, bytes } = storedCore(s);
+      expect(m.handler.launcher).toBe(launcherRead);
+      expect(m.handler.overflow).toBeUndefined();
+      expect(m.core).toMatchObject({ stored: true, size, truncated: false });
+      expect(bytes.length).toBe(size);
+      expect(bytes.equals(core)).toBe(true);
+      expect(m.process!.cmdline).toContain(HOSTILE_ARG);
+      expect(m.process!.procVerified).toBe(true);
+      expect(m.files.map((f) => f.path)).toEqual(expect.arrayContaining(['proc/status', 'proc/fds', 'proc/environ']));
+      expect(m.timings.holdMs).toBeTypeOf('number');
+      // the launcher's copy is gone once the bundle is published
+      expect(entries(s.incoming)).toEqual([]);
+    });
+  }
+
+  it('the fds list keeps each fd\'s fdinfo, as when node reads /proc itself', async () => {
+    const s = setUp('', { cap: null });
+    const t = await target();
+    launch(s, t.pid!, { core: Buffer.from('not an ELF core') });
+    const [m] = bundles(s.cfg.store.root);
+    const day = `${m!.id.slice(0, 4)}-${m!.id.slice(4, 6)}-${m!.id.slice(6, 8)}`;
+    const fds = readFileSync(join(s.cfg.store.root, 'bundles', day, m!.id, 'proc', 'fds'), 'utf8');
+    expect(fds).toMatch(/^0:.*\n {2}pos:\s+\d+\n {2}flags:/m);
+    expect(m!.warnings.join('\n')).toMatch(/not an ELF core/);
+  });
+});
+
 describe.skipIf(!IS_ROOT)('the drainer', () => {
   /** One entry, spooled by the real launcher for a live target, not drained. */
   async function spooled(): Promise<Setup & { entry: string; pid: number }> {
@@ -227,6 +276,20 @@ describe.skipIf(!IS_ROOT)('the drainer', () => {
     expect(m!.warnings.join('\n')).toMatch(/launcher was stopped while it recorded this crash/);
     expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
     expect(m!.process!.exe).toBeNull(); // its links were not copied
+  });
+
+  it('the entry of a handler that died before it finished is recorded from the launcher\'s copy', async () => {
+    const s = await spooled();
+    // What a launcher leaves for its own handler (node), when node is killed before it
+    // publishes (made from a storm entry: killing node at that moment is a race, not a test).
+    unlinkSync(join(s.entry, 'complete'));
+    writeFileSync(join(s.entry, 'handler'), '');
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.core).toMatchObject({ stored: false, reason: 'interrupted' });
+    expect(m!.warnings.join('\n')).toMatch(/crash handler stopped before it finished this crash/);
+    expect(m!.warnings.join('\n')).not.toMatch(/crash storm/);
+    expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
   });
 
   it('an entry claimed by a drainer that died is taken again, once, without a second bundle', async () => {
