@@ -131,6 +131,13 @@ export interface SpooledCrash {
   releasedMs: number | null;
   /** The core's first part, as the launcher read it. */
   corePrefix: string;
+  /**
+   * dd's exit status: not 0 and a prefix file, and part of what dd read from the pipe may not
+   * have been written: the core is kept up to there, marked truncated. Not 0 and no file: dd
+   * read nothing (it could not create it), and the whole core is still in the pipe.
+   */
+  prefixStatus: number;
+  prefixMessage: string | null;
 }
 
 export interface OverflowCrash {
@@ -299,7 +306,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     try {
       rawFd = createExclusive(staging, 'core', 0o600, { readable: true });
       // What the launcher read of the core comes first, then what is left in the pipe.
-      const inputs = spooled ? [openPrefix(spooled.corePrefix), ...(spooled.releasedMs === null ? [stdinFd] : [])] : [stdinFd];
+      const prefixBroken = spooled !== null && spooled.prefixStatus !== 0 && existsSync(spooled.corePrefix);
+      const inputs = spooled ? [openPrefix(spooled.corePrefix), ...(spooled.releasedMs === null && !prefixBroken ? [stdinFd] : [])] : [stdinFd];
       let r: ReturnType<typeof streamCore>;
       try {
         r = streamCore(inputs, rawFd, { limit, progress, nativeAfter: NATIVE_COPY_AFTER_BYTES, dd: findProgram('dd') });
@@ -309,8 +317,11 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       nativeBytes = r.nativeBytes;
       core.size = r.size;
       core.sparseBytes = r.sparseBytes;
-      core.truncated = r.truncated;
-      if (r.truncated) {
+      core.truncated = r.truncated || prefixBroken;
+      if (prefixBroken) {
+        core.reason = 'write-error: launcher';
+        warnings.push(`the launcher could not store the core's first part (dd exited ${spooled!.prefixStatus}${spooled!.prefixMessage ? `: ${spooled!.prefixMessage}` : ''}): kept the ${r.size} bytes it wrote, the rest of the core is lost`);
+      } else if (r.truncated) {
         core.reason = limitReason;
         warnings.push(`core truncated at ${limit} bytes (${limitReason === 'rlimit' ? 'RLIMIT_CORE' : 'core.maxSize'})`);
       }

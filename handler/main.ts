@@ -139,7 +139,11 @@ async function main(argv: string[]): Promise<number> {
   let drainFrom: string | null = null;
   let spooledDir: string | null = null;
   if (argv[i] === '--drain') drainFrom = argv[i + 1] ?? '';
-  if (argv[i] === '--spooled') spooledDir = argv[i + 1] ?? '';
+  let prefixStatus = 0;
+  if (argv[i] === '--spooled') {
+    spooledDir = argv[i + 1] ?? '';
+    prefixStatus = /^\d{1,3}$/.test(argv[i + 2] ?? '') ? Number(argv[i + 2]) : 0;
+  }
   if (argv[i] === '--') i++;
   const kernelArgs = argv.slice(i);
 
@@ -168,7 +172,7 @@ async function main(argv: string[]): Promise<number> {
   } else if (spooledDir !== null) {
     // The launcher copied /proc and the core's first part, and exec'd into this.
     try {
-      const { args, spooled, bundleId } = loadSpooled(spooledDir);
+      const { args, spooled, bundleId } = loadSpooled(spooledDir, prefixStatus);
       await captureCrash(args, { config, configWarnings, spooled, bundleId });
       // Published: the launcher's copy has served. (On failure it stays: a drainer records
       // what it holds, with a warning, once this process is gone.)

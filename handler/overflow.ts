@@ -179,7 +179,7 @@ function mtimeMs(dir: string, name: string): number | null {
  * The crash the launcher began in `dir` and exec'd into `--spooled` for: its arguments and
  * what it copied. Throws when the directory is not one of a launcher's entries.
  */
-export function loadSpooled(dir: string): { args: string[]; spooled: SpooledCrash; bundleId: string } {
+export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; spooled: SpooledCrash; bundleId: string } {
   const parent = dirname(dir);
   if (!isAbsolute(dir) || !ENTRY_RE.test(basename(dir)) || !parent.startsWith(`${OVERFLOW_BASE}/flightbox-incoming-`)) {
     throw new Error(`${JSON.stringify(dir)} is not an entry of the launcher's directory`);
@@ -192,7 +192,12 @@ export function loadSpooled(dir: string): { args: string[]; spooled: SpooledCras
   const startedMs = mtimeMs(dir, 'writer') ?? Date.now();
   // Kept in the entry: if this handler dies after publishing, a drainer must not publish again.
   const bundleId = newBundleId(args);
-  writeFileExclusive(dir, 'id', `${bundleId}\n`, 0o600, { sync: false });
+  try {
+    writeFileExclusive(dir, 'id', `${bundleId}\n`, 0o600, { sync: false });
+  } catch {
+    // tmpfs full: the crash is captured all the same; only a drainer finding this entry
+    // after a failure could not tell that it was published
+  }
   return {
     args,
     bundleId,
@@ -203,6 +208,8 @@ export function loadSpooled(dir: string): { args: string[]; spooled: SpooledCras
       procMs: mtimeMs(dir, 'stat.after'),
       releasedMs: mtimeMs(dir, 'released'),
       corePrefix: join(dir, 'core'),
+      prefixStatus,
+      prefixMessage: prefixStatus === 0 ? null : (readSmall(dir, 'dd') ?? '').split('\n').find((l) => /dd: /.test(l))?.replace(/^\S*dd: /, '').slice(0, 200) ?? null,
     },
   };
 }

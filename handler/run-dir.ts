@@ -18,7 +18,7 @@ export const DRAIN_LOCKS = ['.drain', '.drain2'] as const;
  * core that ends within it is read whole, and its process released, in the time of a few
  * small programs instead of node's 40-50 ms start. RAM on tmpfs until node has copied it.
  */
-export const CORE_PREFIX_BYTES = 16 * 1024 * 1024;
+export const CORE_PREFIX_BYTES = 8 * 1024 * 1024;
 
 /** The fd on which the launcher hands node the crashed process's executable (/proc/<pid>/exe). */
 export const LAUNCHER_EXE_FD = 9;

@@ -226,6 +226,49 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     });
   }
 
+  describe('with its tmpfs directory full (a 1 MiB tmpfs mounted on it)', () => {
+    let mounted: string | null = null;
+    afterEach(() => {
+      if (mounted) spawnSync('umount', ['-l', mounted]);
+      mounted = null;
+    });
+    function tinySpool(s: Setup): void {
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', s.incoming], { encoding: 'utf8' });
+      expect(m.status, m.stderr).toBe(0);
+      mounted = s.incoming;
+    }
+
+    it('dd cannot store the core\'s first part: node keeps what it wrote, truncated, and says why', async () => {
+      const s = setUp('', { cap: null });
+      tinySpool(s);
+      const t = await target();
+      const core = randomBytes(3 * 1024 * 1024);
+      expect(launch(s, t.pid!, { core }).status).toBe(0);
+      const { m, bytes } = storedCore(s);
+      expect(m.handler.launcher).toBe('prefix'); // not released by the launcher
+      expect(m.core).toMatchObject({ stored: true, truncated: true, reason: 'write-error: launcher' });
+      expect(m.warnings.join('\n')).toMatch(/the launcher could not store the core's first part \(dd exited 1\b/);
+      expect(bytes.length).toBeGreaterThan(0);
+      expect(bytes.equals(core.subarray(0, bytes.length))).toBe(true);
+      expect(m.process!.cmdline).toContain(HOSTILE_ARG);
+    });
+
+    it('nothing fits at all: the launcher steps aside and node reads /proc and the core itself', async () => {
+      const s = setUp('', { cap: null });
+      tinySpool(s);
+      spawnSync('dd', ['if=/dev/zero', `of=${join(s.incoming, 'filler')}`, 'bs=64k', 'count=32'], { encoding: 'utf8' }); // fills it
+      const t = await target();
+      const core = randomBytes(2 * 1024 * 1024);
+      expect(launch(s, t.pid!, { core }).status).toBe(0);
+      const { m, bytes } = storedCore(s);
+      expect(m.handler.launcher).toBeUndefined();
+      expect(m.core).toMatchObject({ stored: true, truncated: false, size: core.length });
+      expect(bytes.equals(core)).toBe(true);
+      expect(m.process!.cmdline).toContain(HOSTILE_ARG);
+      expect(entries(s.incoming)).toEqual([]);
+    });
+  });
+
   it('the fds list keeps each fd\'s fdinfo, as when node reads /proc itself', async () => {
     const s = setUp('', { cap: null });
     const t = await target();
