@@ -14,6 +14,7 @@ import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { freezeFifoPath, socketPath, type Config } from '../lib/config.js';
+import { builtin } from '../lib/builtin.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
@@ -348,6 +349,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   } catch {
     // not fatal
   }
+  // The manifest's sha256 of files written from memory here, so that publishing does not read
+  // them back (a storm's drainer writes some 20 per crash).
+  const knownHashes = new Map<string, KnownHash>();
   // What /proc said is in memory since step 2; written now, off the hold path.
   if (proc.files.length > 0) {
     try {
@@ -355,6 +359,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       for (const f of proc.files) {
         try {
           writeFileExclusive(join(staging, 'proc'), f.name, f.data, f.mode, { sync: false });
+          knownHashes.set(`proc/${f.name}`, { sha256: builtin('node:crypto').createHash('sha256').update(f.data).digest('hex'), bytes: f.data.length });
         } catch (err) {
           warnings.push(`Failed to store proc/${f.name}, ignoring: ${messageOf(err)}`);
         }
@@ -446,7 +451,6 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     }
   })();
 
-  const knownHashes = new Map<string, KnownHash>();
   let compressedFromRaw = false;
   if (rawFd !== null && !rateLimited && !diskFull && core.size > 0) {
     const tc = now();
@@ -582,7 +586,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     files: [],
     handler: overflow
       ? { version: VERSION, pid: overflow.launcherPid, overflow: true }
-      : { version: VERSION, pid: process.pid, ...codeCacheState(), ...(spooled ? { launcher: spooled.releasedMs !== null ? 'core' as const : 'prefix' as const } : {}) },
+      : { version: VERSION, pid: process.pid, ...codeCacheState(), ...(spooled ? { launcher: spooled.releasedMs !== null ? 'released' as const : 'prefix' as const } : {}) },
   };
   // Crash mail is queued in the same transaction as the event; the daemon delivers it.
   let mail: OutboxRequest[] = [];

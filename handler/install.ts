@@ -86,10 +86,12 @@ export interface OverflowParams {
   /** null: no crash-storm path (every crash is captured, core included) */
   maxConcurrent: number | null;
   environ: boolean;
+  /** core.honourRlimit: a crash with RLIMIT_CORE 0 keeps no core, so none is read */
+  honourRlimit: boolean;
 }
 
 export function overflowParams(cfg: Config): OverflowParams {
-  return { storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ };
+  return { storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ, honourRlimit: cfg.core.honourRlimit };
 }
 
 /** The /proc files the launcher copies, stat first (the pid check). */
@@ -111,8 +113,9 @@ export const OVERFLOW_PROC_FILES = ['stat', 'status', 'cmdline', 'comm', 'cgroup
  * The kernel's arguments are only used once checked to be digits (%P, %s, %t, %F) or written
  * out verbatim (all of them, each ended by NUL); what is read from the crashed process only
  * ever goes through cp, find and dd into files named here. Anything unexpected (no spool
- * directory, or one that is not root's; arguments that are not digits; RLIMIT_CORE 0) and
- * node does it all, as it always could.
+ * directory, or one that is not root's; arguments that are not digits) and
+ * node does it all, as it always could. A crash with RLIMIT_CORE 0 (when core.honourRlimit)
+ * keeps no core: the launcher copies /proc and releases the process without reading any.
  */
 export function launcherScript(nodePath: string, handlerPath: string, configPath: string | null, params: OverflowParams | null = null): string {
   const config = configPath ? ` --config ${shellQuote(configPath)}` : '';
@@ -131,6 +134,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     `root=${shellQuote(params.storeRoot)}`,
     `in=${shellQuote(overflowDir(params.storeRoot))}`,
     `max=${params.maxConcurrent ?? ''}`,
+    `honour=${params.honourRlimit ? 1 : 0}`,
     `drain() { ${node} --drain "$root"; }`,
     'digits() { case $1 in \'\'|*[!0-9]*) return 1 ;; esac; }',
     '# start time (stat field 22) of pid $1 into st; empty when there is no such process',
@@ -223,8 +227,17 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  fi',
     `  ${node} --spooled "$d" "$rc"`,
     '}',
-    'if digits "$1" && digits "$6" && digits "$7" && [ "$8" != 0 ] && [ -d "$in" ] && [ ! -L "$in" ] && [ -O "$in" ]; then',
+    '# RLIMIT_CORE 0 (ulimit -c 0) and core.honourRlimit: no core is kept, so none is read',
+    'nocore() {',
+    '  entry "$@" || return 0',
+    '  { : >"$d/handler"; } 2>/dev/null && copy "$@" || { rm -rf "$d"; return 0; }',
+    '  exec 0</dev/null',
+    '  : >"$d/released"',
+    `  ${node} --spooled "$d" 0`,
+    '}',
+    'if digits "$1" && digits "$6" && digits "$7" && [ -d "$in" ] && [ ! -L "$in" ] && [ -O "$in" ]; then',
     '  live=0',
+    '  [ "$8" = 0 ] && [ "$honour" = 1 ] && nocore "$@"',
     ...(storm ? [
       '  for e in "$in"/handlers/*; do',
       '    n=${e##*/}',

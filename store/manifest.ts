@@ -112,8 +112,12 @@ export interface Manifest {
    * used, made (none yet), rejected (stale), off (no cache directory); absent when unbundled.
    */
   /** overflow: recorded by the launcher's crash-storm path (handler/overflow.ts), pid is the launcher's. */
-  /** launcher: what the launcher read before node started (handler/install.ts): the whole core, or its first part. */
-  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true; launcher?: 'core' | 'prefix' };
+  /**
+   * launcher: the launcher copied /proc before node started (handler/install.ts) and either
+   * released the process (it read the whole core, or none was to be kept) or read the core's
+   * first part, node the rest.
+   */
+  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true; launcher?: 'released' | 'prefix' };
 }
 
 /** The host part of a manifest: read once per event. */

@@ -78,7 +78,7 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     expect(m.handler.overflow).toBeUndefined();
     expect(m.core.stored).toBe(true);
     // a small core is read whole by the launcher, which releases the process before node starts
-    expect(m.handler.launcher).toBe('core');
+    expect(m.handler.launcher).toBe('released');
     expect(m.timings.holdMs).toBeLessThan(1000);
     // the launcher's registration was taken over by the handler and withdrawn
     await waitFor('no handler registered', () => readdirSync(join(overflowDir(store.root), 'handlers')).length === 0 || undefined, 10_000);

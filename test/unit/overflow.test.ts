@@ -140,7 +140,7 @@ describe.skipIf(!IS_ROOT)('the launcher on the crash-storm path', () => {
     expect(incomingWaiting(s.cfg.store.root)).toBe(false);
   });
 
-  it('below the cap, or with RLIMIT_CORE 0, the launcher starts node as always', async () => {
+  it('below the cap, or with RLIMIT_CORE 0, node makes the bundle (no drainer), the registry left empty', async () => {
     const s = setUp();
     const t = await target();
     rmSync(join(s.incoming, HANDLERS_DIR), { recursive: true }); // nobody storing
@@ -201,7 +201,7 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     return { m: m!, bytes: z.stdout };
   }
 
-  for (const [what, size, launcherRead] of [['a core within its first part', 3 * 1024 * 1024 + 17, 'core'], ['a core longer than the launcher reads', CORE_PREFIX_BYTES + 5 * 1024 * 1024 + 3, 'prefix']] as const) {
+  for (const [what, size, launcherRead] of [['a core within its first part', 3 * 1024 * 1024 + 17, 'released'], ['a core longer than the launcher reads', CORE_PREFIX_BYTES + 5 * 1024 * 1024 + 3, 'prefix']] as const) {
     it(`${what}: stored byte for byte, /proc from the launcher's copy`, async () => {
       const s = setUp('', { cap: null });
       const t = await target();
@@ -267,6 +267,20 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(m.process!.cmdline).toContain(HOSTILE_ARG);
       expect(entries(s.incoming)).toEqual([]);
     });
+  });
+
+  it('RLIMIT_CORE 0 (core.honourRlimit): released without a byte of the core read; node records it', async () => {
+    const s = setUp('', { cap: null });
+    const t = await target();
+    // a core on stdin that must not be read: a pipe nobody writes to would do; this one
+    // proves nothing of it was stored
+    expect(launch(s, t.pid!, { rlimit: '0', core: randomBytes(1024 * 1024) }).status).toBe(0);
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.handler.launcher).toBe('released');
+    expect(m!.core).toMatchObject({ stored: false, reason: 'rlimit', size: 0 });
+    expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
+    expect(m!.process!.procVerified).toBe(true);
+    expect(entries(s.incoming)).toEqual([]);
   });
 
   it('the fds list keeps each fd\'s fdinfo, as when node reads /proc itself', async () => {
