@@ -257,6 +257,8 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     ] : []),
     '  capture "$@"',
     'fi',
+    '# (its directory missing after a reboot: node makes it for the next crash)',
+    'export FLIGHTBOX_SPOOL="$in"',
     `${node} -- "$@"`,
     '',
   ].join('\n');

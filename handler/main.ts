@@ -190,8 +190,9 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   if (drainFrom === null) {
-    // The launcher's directory is on tmpfs: after a reboot, the first crash makes it.
-    if (process.getuid?.() === 0) {
+    // The launcher's directory is on tmpfs: after a reboot, the first crash makes it (when
+    // the launcher names it: a handler run by hand makes nothing).
+    if (process.getuid?.() === 0 && process.env.FLIGHTBOX_SPOOL === overflowDir(config.store.root)) {
       try {
         ensureSecureDir(overflowDir(config.store.root), 0o700);
         ensureSecureDir(join(overflowDir(config.store.root), HANDLERS_DIR), 0o700);

@@ -84,6 +84,18 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     await waitFor('no handler registered', () => readdirSync(join(overflowDir(store.root), 'handlers')).length === 0 || undefined, 10_000);
   });
 
+  it('after a reboot (tmpfs empty) node reads the crash itself and makes the directory for the next', async () => {
+    const dir = overflowDir(store.root);
+    rmSync(dir, { recursive: true, force: true });
+    const c = await crash(bin);
+    const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 30_000);
+    expect(m.handler.launcher).toBeUndefined();
+    expect(m.core.stored).toBe(true);
+    await waitFor('the directory made again', () => existsSync(join(dir, 'handlers')) || undefined, 10_000);
+    const again = await crash(bin);
+    expect((await waitFor('the next crash indexed', () => manifestOf(again.pid), 30_000)).handler.launcher).toBe('released');
+  });
+
   it('a core longer than the launcher reads: node goes on where it stopped; the stitched core is whole', async () => {
     const fat = buildCrasher('fat-segv');
     const c = await crash(fat, ['24', '0']);
