@@ -44,10 +44,14 @@ export interface StreamCoreOptions {
   dd?: string | null;
 }
 
+/** dd's own error line ("dd: error writing …"), or null. dd names itself as it was run. */
+export function ddMessage(stderr: string): string | null {
+  return stderr.split('\n').find((l) => /^(?:\S*\/)?dd: /.test(l))?.replace(/^\S*\/dd: /, 'dd: ').slice(0, 300) ?? null;
+}
+
 /** An error carrying the errno code dd reported in words, so callers treat it as a write error. */
 function ddError(stderr: string, status: number | null): Error {
-  // dd names itself as it was run: "/usr/bin/dd: error writing 'standard output': …"
-  const line = stderr.split('\n').find((l) => /^(?:\S*\/)?dd: /.test(l))?.replace(/^\S*\/dd: /, 'dd: ') ?? `dd exited with ${status}`;
+  const line = ddMessage(stderr) ?? `dd exited with ${status}`;
   const code = /No space left/.test(line) ? 'ENOSPC' : /quota/i.test(line) ? 'EDQUOT' : /Input\/output/.test(line) ? 'EIO' : 'EDDFAILED';
   return Object.assign(new Error(line.slice(0, 300)), { code });
 }

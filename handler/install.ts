@@ -16,8 +16,8 @@ import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
-import { MAX_FDS_LISTED } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
+import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
+import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -94,9 +94,6 @@ export function overflowParams(cfg: Config): OverflowParams {
   return { storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ, honourRlimit: cfg.core.honourRlimit };
 }
 
-/** The /proc files the launcher copies, stat first (the pid check). */
-export const OVERFLOW_PROC_FILES = ['stat', 'status', 'cmdline', 'comm', 'cgroup', 'maps', 'limits', 'mountinfo', 'auxv', 'io', 'sched', 'oom_score', 'loginuid', 'sessionid', 'coredump_filter'];
-
 /**
  * The launcher, in POSIX sh. It records the crash itself before node starts: the kernel
  * holds the crashed process until its core has been read, and node takes 40-50 ms to start.
@@ -125,7 +122,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
   ];
   const node = `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config}`;
   if (!params) return [...head, `${node} -- "$@"`, ''].join('\n');
-  const files = [...OVERFLOW_PROC_FILES, ...(params.environ ? ['environ'] : [])].map((f) => `"$p/${f}"`).join(' ');
+  const files = [...PROC_FILES, ...(params.environ ? ['environ'] : [])].map((f) => `"$p/${f}"`).join(' ');
   const storm = params.maxConcurrent !== null;
   return [
     ...head,
@@ -285,8 +282,7 @@ export function overflowStatus(cfg: Config): OverflowStatus {
       ? { dir, state: 'missing', waiting: 0, failed: 0 }
       : { dir, state: 'unsafe', waiting: 0, failed: 0, detail: messageOf(err) };
   }
-  const names = readdirSync(dir);
-  return { dir, state: 'ready', waiting: names.filter((n) => /^\d/.test(n)).length, failed: names.filter((n) => n.startsWith('failed.')).length };
+  return { dir, state: 'ready', ...spoolCrashes(readdirSync(dir)) };
 }
 
 function readKernel(path: string): string {
@@ -421,8 +417,9 @@ export function uninstallHandler(cfg: Config, opts: { kernel?: KernelPaths } = {
   const spool = overflowDir(cfg.store.root);
   try {
     checkSecureDir(spool);
-    const left = readdirSync(spool).filter((n) => /^\d/.test(n) || n.startsWith('failed.'));
-    if (left.length > 0) warnings.push(`${spool} still holds ${left.length} crash${left.length === 1 ? '' : 'es'} of a storm, left there for a drainer or the daemon (flightbox status)`);
+    const c = spoolCrashes(readdirSync(spool));
+    const left = c.waiting + c.failed;
+    if (left > 0) warnings.push(`${spool} still holds ${left} crash${left === 1 ? '' : 'es'} of a storm, left there for a drainer or the daemon (flightbox status)`);
     else rmSync(spool, { recursive: true, force: true });
   } catch {
     // none, or someone else's: nothing of ours to remove

@@ -172,8 +172,8 @@ async function main(argv: string[]): Promise<number> {
   } else if (spooledDir !== null) {
     // The launcher copied /proc and the core's first part, and exec'd into this.
     try {
-      const { args, spooled, bundleId } = loadSpooled(spooledDir, prefixStatus);
-      await captureCrash(args, { config, configWarnings, spooled, bundleId });
+      const { args, spooled, bundleId, warnings } = loadSpooled(spooledDir, prefixStatus);
+      await captureCrash(args, { config, configWarnings: [...configWarnings, ...warnings], spooled, bundleId });
       // Published: the launcher's copy has served. (On failure it stays: a drainer records
       // what it holds, with a warning, once this process is gone.)
       rmSync(spooledDir, { recursive: true, force: true });

@@ -32,33 +32,24 @@ import { basename, dirname, isAbsolute, join } from 'node:path';
 import type { Config } from '../lib/config.js';
 import { errnoCode, messageOf } from '../lib/errors.js';
 import { createLogger, kmsg } from '../lib/log.js';
-import { parsePidStat } from '../lib/procfs.js';
 import { findProgram } from '../lib/programs.js';
 import { checkSecureDir, fsyncDir, readNoFollow, syncTree, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { SPOOL_DIR, Store } from '../store/store.js';
-import { DRAIN_LOCKS, LAUNCHER_EXE_FD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, overflowDir } from './run-dir.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
 
-export { DRAIN_LOCKS };
+export { DRAIN_LOCKS, FAILED_PREFIX };
 import { captureCrash, type SpooledCrash } from './capture.js';
-import { MAX_PROC_FILE_BYTES, pidFromFdinfo, readBounded, startTimeFromStat, type ProcSource } from './proc-reader.js';
+import { MAX_PROC_FILE_BYTES, PROC_FILES, pidFromFdinfo, type ProcSource } from './proc-reader.js';
+import { ddMessage } from './core-writer.js';
+import { processStartTime } from '../store/handler-slots.js';
 
-/** Entries that could not be turned into a bundle are kept under this prefix, for an operator. */
-export const FAILED_PREFIX = 'failed.';
-const ENTRY_RE = /^(\d{1,20})\.(\d{1,10})\.(\d{1,10})$/;
-const CLAIMED_RE = /^(\d{1,20}\.\d{1,10}\.\d{1,10})@(\d{1,10})-(\d{1,20})$/;
+const ENTRY_RE = SPOOL_ENTRY_RE;
+const CLAIMED_RE = SPOOL_CLAIMED_RE;
 const MAX_LINKS_BYTES = OVERFLOW_FILE_MAX_BYTES;
 const MAX_SMALL_BYTES = 64 * 1024;
 
-/** A process's start time (clock ticks since boot), or null when it does not exist. */
-function startTimeOf(pid: number): number | null {
-  try {
-    // (a /proc file says it is empty: read to its end, not to its size)
-    return parsePidStat(readBounded(`/proc/${pid}/stat`, MAX_SMALL_BYTES)?.toString('utf8') ?? '')?.startTime ?? null;
-  } catch {
-    return null;
-  }
-}
+const startTimeOf = (pid: number): number | null => processStartTime(pid);
 
 function alive(pid: number, start: number): boolean {
   return startTimeOf(pid) === start;
@@ -103,6 +94,29 @@ export function parseLinks(data: Buffer, pid: number, launcherPid: number): { li
   return { links, own, fdListed };
 }
 
+/** The /proc files the launcher copies (fdinfo/<fd> besides). */
+const COPIED: ReadonlySet<string> = new Set([...PROC_FILES, 'environ']);
+
+/** Copies the launcher's RLIMIT_FSIZE stopped (handler/install.ts): each one, a warning. */
+function cutCopies(dir: string): string[] {
+  const out: string[] = [];
+  for (const f of [...COPIED, 'links']) {
+    try {
+      if (lstatSync(join(dir, f)).size >= OVERFLOW_FILE_MAX_BYTES) out.push(`proc/${f} was cut at ${OVERFLOW_FILE_MAX_BYTES} bytes (the launcher's limit for each /proc copy)`);
+    } catch {
+      // not copied
+    }
+  }
+  return out;
+}
+
+/** What every entry holds about its crash: the kernel's arguments and the launcher. */
+function readEntry(dir: string): { args: string[]; writer: { pid: number; start: number } | null } {
+  const args = readNoFollow(join(dir, 'args'), MAX_SMALL_BYTES).toString('utf8').split('\0');
+  args.pop(); // each argument ends with NUL
+  return { args, writer: parseOwner(readSmall(dir, 'writer')) };
+}
+
 /** The /proc of a crashed process as the launcher copied it into an entry. */
 export function spooledProcSource(dir: string, pid: number, launcherPid: number, exeFd: number | null = null): ProcSource {
   let links: ReturnType<typeof parseLinks> | null = null;
@@ -123,7 +137,7 @@ export function spooledProcSource(dir: string, pid: number, launcherPid: number,
     label: `/proc/${pid}`,
     read: (name, max = MAX_PROC_FILE_BYTES) => {
       // Only the copies themselves: the entry also holds the launcher's own files.
-      if (!/^(stat|status|cmdline|comm|cgroup|maps|limits|mountinfo|auxv|io|sched|oom_score|loginuid|sessionid|coredump_filter|environ|fdinfo\/\d+)$/.test(name)) return null;
+      if (!COPIED.has(name) && !/^fdinfo\/\d+$/.test(name)) return null;
       try {
         const b = readNoFollow(join(dir, name), max + 1);
         return b.length > max ? b.subarray(0, max) : b;
@@ -179,16 +193,14 @@ function mtimeMs(dir: string, name: string): number | null {
  * The crash the launcher began in `dir` and exec'd into `--spooled` for: its arguments and
  * what it copied. Throws when the directory is not one of a launcher's entries.
  */
-export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; spooled: SpooledCrash; bundleId: string } {
+export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; spooled: SpooledCrash; bundleId: string; warnings: string[] } {
   const parent = dirname(dir);
   if (!isAbsolute(dir) || !ENTRY_RE.test(basename(dir)) || !parent.startsWith(`${OVERFLOW_BASE}/flightbox-incoming-`)) {
     throw new Error(`${JSON.stringify(dir)} is not an entry of the launcher's directory`);
   }
   checkSecureDir(parent);
   checkSecureDir(dir);
-  const args = readNoFollow(join(dir, 'args'), MAX_SMALL_BYTES).toString('utf8').split('\0');
-  args.pop(); // each argument ends with NUL
-  const writer = parseOwner(readSmall(dir, 'writer'));
+  const { args, writer } = readEntry(dir);
   const startedMs = mtimeMs(dir, 'writer') ?? Date.now();
   // Kept in the entry: if this handler dies after publishing, a drainer must not publish again.
   const bundleId = newBundleId(args);
@@ -201,6 +213,7 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
   return {
     args,
     bundleId,
+    warnings: cutCopies(dir),
     spooled: {
       source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, inheritedExe(dir)),
       launcherPid: writer?.pid ?? 0,
@@ -209,7 +222,7 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
       releasedMs: mtimeMs(dir, 'released'),
       corePrefix: join(dir, 'core'),
       prefixStatus,
-      prefixMessage: prefixStatus === 0 ? null : (readSmall(dir, 'dd') ?? '').split('\n').find((l) => /dd: /.test(l))?.replace(/^\S*dd: /, '').slice(0, 200) ?? null,
+      prefixMessage: prefixStatus === 0 ? null : ddMessage(readSmall(dir, 'dd') ?? ''),
     },
   };
 }
@@ -334,9 +347,7 @@ function takeable(dir: string, minAgeMs: number, now: number): string[] {
 
 /** One entry (claimed by us) → one bundle, published without fsync; returns its directory. */
 async function drainEntry(store: Store, cfg: Config, dir: string): Promise<string> {
-  const args = readNoFollow(join(dir, 'args'), MAX_SMALL_BYTES).toString('utf8').split('\0');
-  args.pop(); // each argument ends with NUL
-  const writer = parseOwner(readSmall(dir, 'writer'));
+  const { args, writer } = readEntry(dir);
   const live = Number((readSmall(dir, 'live') ?? '').trim());
   const complete = existsSync(join(dir, 'complete'));
   // The bundle id is chosen once and kept in the entry: a drainer that dies after publishing
@@ -359,13 +370,7 @@ async function drainEntry(store: Store, cfg: Config, dir: string): Promise<strin
   const configWarnings = interrupted
     ? ['the crash handler stopped before it finished this crash: what the launcher had copied of /proc is kept, the core is not']
     : complete ? [] : ['the launcher was stopped while it recorded this crash: what it had copied of /proc is kept, the rest is missing'];
-  for (const f of readdirSync(dir)) {
-    try {
-      if (lstatSync(join(dir, f)).size >= OVERFLOW_FILE_MAX_BYTES) configWarnings.push(`proc/${f} was cut at ${OVERFLOW_FILE_MAX_BYTES} bytes (the crash-storm path's limit)`);
-    } catch {
-      // gone
-    }
-  }
+  configWarnings.push(...cutCopies(dir));
   const r = await captureCrash(args, {
     config: cfg,
     configWarnings,
@@ -440,7 +445,7 @@ export async function drainIncoming(cfg: Config, opts: DrainOptions = {}): Promi
 /** Whether the store's overflow directory holds anything at all (one readdir): the cheap look before a drain. */
 export function incomingWaiting(storeRoot: string): boolean {
   try {
-    return readdirSync(overflowDir(storeRoot)).some((n) => ENTRY_RE.test(n) || CLAIMED_RE.test(n));
+    return spoolCrashes(readdirSync(overflowDir(storeRoot))).waiting > 0;
   } catch {
     return false;
   }

@@ -7,6 +7,11 @@ import { messageOf } from '../lib/errors.js';
 
 export const MAX_PROC_FILE_BYTES = 16 * 1024 * 1024;
 export const MAX_FDS_LISTED = 4096;
+/**
+ * The files of /proc/<pid> kept in a bundle, stat first (the pid check compares it with a
+ * second read at the end); environ only when capture.environ. The launcher copies the same.
+ */
+export const PROC_FILES = ['stat', 'status', 'cmdline', 'comm', 'cgroup', 'maps', 'limits', 'mountinfo', 'auxv', 'io', 'sched', 'oom_score', 'loginuid', 'sessionid', 'coredump_filter'] as const;
 
 export interface ProcMeta {
   comm: string | null;
@@ -246,7 +251,7 @@ export function readProcStateFrom(pid: number, src: ProcSource, opts: { environ?
   keep('cmdline', cmdlineRaw);
   keep('comm', commRaw);
   keep('cgroup', cgroupText === null ? null : Buffer.from(cgroupText));
-  for (const name of ['maps', 'limits', 'mountinfo', 'auxv', 'io', 'sched', 'oom_score', 'loginuid', 'sessionid', 'coredump_filter']) {
+  for (const name of PROC_FILES.slice(PROC_FILES.indexOf('maps'))) {
     keep(name, src.read(name), 0o640, commRaw !== null && (name === 'maps' || name === 'limits'));
   }
   if (opts.environ !== false) keep('environ', src.read('environ'), 0o600);

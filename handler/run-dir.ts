@@ -23,6 +23,24 @@ export const CORE_PREFIX_BYTES = 8 * 1024 * 1024;
 /** The fd on which the launcher hands node the crashed process's executable (/proc/<pid>/exe). */
 export const LAUNCHER_EXE_FD = 9;
 
+/** Entries a drainer could not turn into a bundle are kept under this prefix, for an operator. */
+export const FAILED_PREFIX = 'failed.';
+/** A launcher's entry: "<time>.<pid>.<launcher pid>". */
+export const SPOOL_ENTRY_RE = /^(\d{1,20})\.(\d{1,10})\.(\d{1,10})$/;
+/** An entry claimed by a drainer: "<entry>@<drainer pid>-<its start time>". */
+export const SPOOL_CLAIMED_RE = /^(\d{1,20}\.\d{1,10}\.\d{1,10})@(\d{1,10})-(\d{1,20})$/;
+
+/** The spool's names that are crashes (waiting, being recorded, or failed), not locks or the registry. */
+export function spoolCrashes(names: readonly string[]): { waiting: number; failed: number } {
+  let waiting = 0;
+  let failed = 0;
+  for (const n of names) {
+    if (SPOOL_ENTRY_RE.test(n) || SPOOL_CLAIMED_RE.test(n)) waiting++;
+    else if (n.startsWith(FAILED_PREFIX)) failed++;
+  }
+  return { waiting, failed };
+}
+
 /** The tmpfs every Linux system mounts (/run is not tmpfs everywhere). */
 export const OVERFLOW_BASE = '/dev/shm';
 

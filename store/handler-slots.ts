@@ -29,7 +29,8 @@ export interface HandlerSlot {
   release(): void;
 }
 
-function startTimeOf(pid: number, procRoot: string): number | null {
+/** A process's start time (clock ticks since boot, /proc/<pid>/stat), or null when it does not exist. */
+export function processStartTime(pid: number, procRoot = '/proc'): number | null {
   try {
     return parsePidStat(readFileSync(`${procRoot}/${pid}/stat`, 'utf8'))?.startTime ?? null;
   } catch {
@@ -60,7 +61,7 @@ function isOwnEntry(path: string): boolean {
  */
 export function forgetHandlerSlot(storeRoot: string, opts: { pid?: number; procRoot?: string } = {}): void {
   const pid = opts.pid ?? process.pid;
-  const start = startTimeOf(pid, opts.procRoot ?? '/proc');
+  const start = processStartTime(pid, opts.procRoot ?? '/proc');
   if (start === null) return;
   try {
     unlinkQuiet(join(storeRoot, HANDLERS_DIR, `${pid}-${start}`));
@@ -79,7 +80,7 @@ export function acquireHandlerSlot(storeRoot: string, max: number | null, opts: 
   if (max === null) return none;
   const procRoot = opts.procRoot ?? '/proc';
   const pid = opts.pid ?? process.pid;
-  const start = startTimeOf(pid, procRoot);
+  const start = processStartTime(pid, procRoot);
   if (start === null) return none;
   const dir = join(storeRoot, HANDLERS_DIR);
   const name = `${pid}-${start}`;
@@ -110,7 +111,7 @@ export function acquireHandlerSlot(storeRoot: string, max: number | null, opts: 
         live++;
         continue;
       }
-      if (startTimeOf(Number(m[1]), procRoot) === Number(m[2])) live++;
+      if (processStartTime(Number(m[1]), procRoot) === Number(m[2])) live++;
       else unlinkQuiet(join(dir, entry)); // its handler is gone, or its pid was reused
     }
   } catch {

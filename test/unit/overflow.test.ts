@@ -14,7 +14,7 @@ import { parsePidStat } from '../../lib/procfs.js';
 import { launcherScript, overflowParams } from '../../handler/install.js';
 import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
-import { CORE_PREFIX_BYTES, overflowDir } from '../../handler/run-dir.js';
+import { CORE_PREFIX_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
 import { readManifest, type Manifest } from '../../store/manifest.js';
 import { Store } from '../../store/store.js';
@@ -221,6 +221,7 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(m.process!.procVerified).toBe(true);
       expect(m.files.map((f) => f.path)).toEqual(expect.arrayContaining(['proc/status', 'proc/fds', 'proc/environ']));
       expect(m.timings.holdMs).toBeTypeOf('number');
+      expect(m.warnings.join('\n')).not.toMatch(/was cut/); // the core's part is not a /proc copy
       // the launcher's copy is gone once the bundle is published
       expect(entries(s.incoming)).toEqual([]);
     });
@@ -341,11 +342,14 @@ describe.skipIf(!IS_ROOT)('the drainer', () => {
     // publishes (made from a storm entry: killing node at that moment is a race, not a test).
     unlinkSync(join(s.entry, 'complete'));
     writeFileSync(join(s.entry, 'handler'), '');
+    writeFileSync(join(s.entry, 'core'), Buffer.alloc(8 * 1024 * 1024)); // the launcher's part of the core
+    writeFileSync(join(s.entry, 'maps'), Buffer.alloc(OVERFLOW_FILE_MAX_BYTES, 0x61)); // a copy RLIMIT_FSIZE stopped
     expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
     const [m] = bundles(s.cfg.store.root);
     expect(m!.core).toMatchObject({ stored: false, reason: 'interrupted' });
     expect(m!.warnings.join('\n')).toMatch(/crash handler stopped before it finished this crash/);
     expect(m!.warnings.join('\n')).not.toMatch(/crash storm/);
+    expect(m!.warnings.filter((w) => /was cut/.test(w))).toEqual([`proc/maps was cut at ${OVERFLOW_FILE_MAX_BYTES} bytes (the launcher's limit for each /proc copy)`]);
     expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
   });
 
