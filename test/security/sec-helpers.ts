@@ -211,10 +211,13 @@ function isZombie(pid: number): boolean {
 
 /** Wait until no handler of this config runs (true), or `ms` passed (false). */
 export async function handlersDone(configPath: string, ms: number): Promise<boolean> {
+  // None seen in 4 looks in a row: the launcher may release the crashed process before it
+  // execs node, and a process in the middle of exec has no readable command line for an
+  // instant, so one empty look is not "done".
   const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (handlerPids(configPath).length === 0) return true;
-    await sleep(25);
+  for (let quiet = 0; Date.now() < end; await sleep(25)) {
+    quiet = handlerPids(configPath).length === 0 ? quiet + 1 : 0;
+    if (quiet >= 4) return true;
   }
   return handlerPids(configPath).length === 0;
 }
