@@ -138,6 +138,8 @@ export interface FtraceMeta {
   eventsLost: number | null;
   /** ftrace.json could be read */
   found: boolean;
+  /** times the recorder paused the system-call events within the trace (recorders.ftrace.maxEventRate) */
+  syscallPauses: { from: number; to: number | null }[];
 }
 
 /**
@@ -159,6 +161,10 @@ export function readFtraceMeta(bundleDir: string): FtraceMeta {
     truncated: sub('data')?.truncated === true,
     eventsLost: finite(sub('totals')?.eventsLost),
     found: meta !== null,
+    syscallPauses: (Array.isArray(meta?.syscallPauses) ? meta.syscallPauses as unknown[] : [])
+      .map((p) => (typeof p === 'object' && p !== null ? p as Record<string, unknown> : {}))
+      .filter((p) => finite(p.from) !== null)
+      .map((p) => ({ from: finite(p.from)!, to: finite(p.to) })),
   };
 }
 
@@ -169,6 +175,9 @@ async function analyzeFtrace(dir: string, file: 'trace.txt' | 'trace.dat', manif
   const meta = readFtraceMeta(dir);
   if (!meta.found) report.warnings.push(`cannot read ${BUNDLE_FILES.ftraceMeta}`);
   if (meta.truncated) report.warnings.push('the recorder cut the trace text short when it copied it: the newest events are missing');
+  for (const p of meta.syscallPauses) {
+    report.warnings.push(`the recorder paused system-call events from ${new Date(p.from).toISOString()} ${p.to === null ? 'to the end of the trace' : `to ${new Date(p.to).toISOString()}`} (a CPU recorded more than recorders.ftrace.maxEventRate events a second): syscall counts and file activity miss that time`);
+  }
   const anchored = meta.offsetMs !== null;
   // Without the offset, the last event is placed at the event's time (below).
   const offsetMs = meta.offsetMs ?? 0;

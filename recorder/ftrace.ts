@@ -38,6 +38,14 @@ const NANOSECOND_CLOCKS = new Set(['local', 'global', 'uptime', 'perf', 'mono', 
 /** Our preference: boot is the clock Perfetto uses, is the same on every CPU and counts suspend. */
 const PREFERRED_CLOCKS = ['boot', 'mono', 'global'] as const;
 
+/** How often the event rate is checked against recorders.ftrace.maxEventRate. */
+export const DEFAULT_RATE_CHECK_MS = 250;
+/** After a pause, the system-call events are tried again after this long, then twice as long each time the rate is still too high, up to RATE_PROBE_MAX_MS. */
+export const DEFAULT_RATE_PROBE_MS = 10_000;
+export const RATE_PROBE_MAX_MS = 5 * 60_000;
+/** Pauses remembered for snapshots and status. */
+const PAUSES_KEPT = 32;
+
 const EVENT_RE = /^[a-z0-9_]+(\/[a-z0-9_]+)?$/;
 const INSTANCE_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 const { O_RDONLY, O_WRONLY, O_NOFOLLOW } = constants;
@@ -53,6 +61,31 @@ export interface FtraceRecorderOptions {
   pollIntervalMs?: number;
   /** trace.txt is cut at this size; default max(64 MiB, 8 × the whole buffer). */
   maxTextBytes?: number;
+  /** how often the event rate is checked (DEFAULT_RATE_CHECK_MS) */
+  rateCheckMs?: number;
+  /** the first wait before paused system-call events are tried again (DEFAULT_RATE_PROBE_MS) */
+  rateProbeMs?: number;
+}
+
+/**
+ * System-call events: two per system call on every CPU, by far the costliest events to
+ * record (~0.3 µs each here, and enabling any of them sends every system call of every
+ * process through the kernel's slow path). They are what the recorder pauses when a CPU
+ * records more than maxEventRate events a second.
+ */
+export function isSyscallEvent(spec: string): boolean {
+  const system = spec.split('/')[0];
+  return system === 'raw_syscalls' || system === 'syscalls';
+}
+
+/** A time the system-call events were off because the event rate was too high. */
+export interface SyscallPause {
+  /** ms since the epoch */
+  from: number;
+  /** null: still paused */
+  to: number | null;
+  /** the busiest CPU's events a second that made the pause */
+  eventsPerSecond: number;
 }
 
 /** One per_cpu/cpuN/stats file. Timestamps are seconds in the instance's trace clock. */
@@ -194,6 +227,14 @@ export class FtraceRecorder implements Recorder {
   #queue: Promise<unknown> = Promise.resolve();
   #children = new Set<ChildProcess>();
   #aborting = false;
+  readonly #rateCheckMs: number;
+  readonly #rateProbeMs: number;
+  #rateTimer: NodeJS.Timeout | null = null;
+  /** per-CPU events written (entries + overrun + read) at the last check */
+  #rateBase: { at: number; totals: Map<number, number> } | null = null;
+  /** set while the system-call events are paused; probing: they are on again for one check */
+  #shed: { backoffMs: number; probeAt: number; probing: boolean } | null = null;
+  #pauses: SyscallPause[] = [];
 
   constructor(cfg: Config['recorders']['ftrace'], opts: FtraceRecorderOptions = {}) {
     if (!INSTANCE_RE.test(cfg.instance)) {
@@ -208,6 +249,13 @@ export class FtraceRecorder implements Recorder {
     this.#graceMs = opts.autoThawGraceMs ?? DEFAULT_AUTO_THAW_GRACE_MS;
     this.#pollMs = opts.pollIntervalMs ?? Math.min(DEFAULT_POLL_INTERVAL_MS, Math.max(50, Math.floor(this.#graceMs / 4)));
     this.#maxTextBytesOpt = opts.maxTextBytes;
+    this.#rateCheckMs = opts.rateCheckMs ?? DEFAULT_RATE_CHECK_MS;
+    this.#rateProbeMs = opts.rateProbeMs ?? DEFAULT_RATE_PROBE_MS;
+  }
+
+  /** Times the system-call events were paused for too high an event rate, oldest first (the last PAUSES_KEPT). */
+  syscallPauses(): SyscallPause[] {
+    return this.#pauses.map((p) => ({ ...p }));
   }
 
   /** The instance directory (exists while running). */
@@ -254,6 +302,12 @@ export class FtraceRecorder implements Recorder {
       this.#frozenAt = null;
       this.#poller = setInterval(() => this.#poll(), this.#pollMs);
       this.#poller.unref();
+      this.#shed = null;
+      this.#rateBase = null;
+      if (this.#cfg.maxEventRate !== null && this.#enabled.some(isSyscallEvent)) {
+        this.#rateTimer = setInterval(() => this.#checkRate(), this.#rateCheckMs);
+        this.#rateTimer.unref();
+      }
       this.#log.info({ instance: this.#cfg.instance, events: this.#enabled, trigger: this.#trigger }, 'ftrace recorder started in %s', this.#inst);
     } catch (err) {
       this.#state = 'failed';
@@ -301,6 +355,8 @@ export class FtraceRecorder implements Recorder {
   async stop(): Promise<void> {
     if (this.#poller) clearInterval(this.#poller);
     this.#poller = null;
+    if (this.#rateTimer) clearInterval(this.#rateTimer);
+    this.#rateTimer = null;
     if (this.#state === 'stopped' && !this.#created) return;
     // A copy in progress holds `trace` open and trace-cmd holds trace_pipe_raw: both make rmdir fail (EBUSY).
     this.#aborting = true;
@@ -340,6 +396,8 @@ export class FtraceRecorder implements Recorder {
     const parts = [`tracefs instance ${this.#inst}: ${this.#enabled.length > 0 ? this.#enabled.join(', ') : 'no events'}`];
     if (this.#trigger) parts.push(`the kernel freezes it at a fatal signal (${this.#trigger})`);
     if (this.#state === 'frozen') parts.push(this.#frozenBy === 'kernel' ? 'now frozen by the kernel trigger' : 'now frozen');
+    const paused = this.#pausedNote();
+    if (paused) parts.push(paused);
     if (this.#startWarnings.length > 0) parts.push(`warnings: ${this.#startWarnings.join('; ')}`);
     return {
       name: 'ftrace', state: this.#state, bufferBytes, usedBytes, eventsLost, detail: parts.join('; '), error: this.#error,
@@ -482,6 +540,94 @@ export class FtraceRecorder implements Recorder {
     }
   }
 
+  /**
+   * The overhead guard: every rateCheckMs, the events each CPU wrote since the last check
+   * (entries + overrun + read, from its stats file). A CPU over maxEventRate a second pauses
+   * the system-call events (isSyscallEvent); they are tried again after rateProbeMs, for one
+   * check, then after twice as long each time the rate is still too high (up to 5 minutes),
+   * and stay on once it is not. Frozen, nothing is counted.
+   */
+  #checkRate(): void {
+    const max = this.#cfg.maxEventRate;
+    if (max === null || this.#state !== 'running') {
+      this.#rateBase = null;
+      return;
+    }
+    const totals = new Map<number, number>();
+    try {
+      for (const c of this.#readStats()) totals.set(c.cpu, c.entries + c.overrun + c.readEvents);
+    } catch (err) {
+      this.#failIfGone(err);
+      return;
+    }
+    const now = this.#now();
+    const base = this.#rateBase;
+    this.#rateBase = { at: now, totals };
+    if (this.#shed && !this.#shed.probing) {
+      if (now < this.#shed.probeAt) return;
+      if (this.#setSyscallEvents(true)) {
+        this.#shed.probing = true;
+        this.#rateBase = null; // the next interval counts with them on
+      }
+      return;
+    }
+    if (!base || now <= base.at) return;
+    let busiest = 0;
+    for (const [cpu, total] of totals) {
+      const before = base.totals.get(cpu);
+      // A snapshot's reader or a resized buffer can move the counts back: no figure this time.
+      if (before === undefined || total < before) continue;
+      busiest = Math.max(busiest, ((total - before) * 1000) / (now - base.at));
+    }
+    if (busiest > max) this.#pauseSyscallEvents(busiest, now);
+    else if (this.#shed?.probing) this.#resumeSyscallEvents(now);
+  }
+
+  #pauseSyscallEvents(rate: number, now: number): void {
+    if (!this.#setSyscallEvents(false)) return;
+    const backoffMs = this.#shed ? Math.min(this.#shed.backoffMs * 2, RATE_PROBE_MAX_MS) : this.#rateProbeMs;
+    if (!this.#shed) {
+      this.#pauses.push({ from: now, to: null, eventsPerSecond: Math.round(rate) });
+      if (this.#pauses.length > PAUSES_KEPT) this.#pauses.shift();
+      this.#log.warn(
+        { instance: this.#cfg.instance, eventsPerSecond: Math.round(rate), maxEventRate: this.#cfg.maxEventRate },
+        'ftrace: a CPU recorded %d events a second (recorders.ftrace.maxEventRate is %d); system-call events paused, tried again in %d s',
+        Math.round(rate), this.#cfg.maxEventRate, Math.round(backoffMs / 1000),
+      );
+    }
+    this.#shed = { backoffMs, probeAt: now + backoffMs, probing: false };
+  }
+
+  #resumeSyscallEvents(now: number): void {
+    this.#shed = null;
+    const open = this.#pauses.at(-1);
+    if (open && open.to === null) open.to = now;
+    this.#log.info({ instance: this.#cfg.instance }, 'ftrace: the event rate is below recorders.ftrace.maxEventRate again; system-call events recorded again');
+  }
+
+  /** Every enabled system-call event on or off; false (logged) when the kernel refused. */
+  #setSyscallEvents(on: boolean): boolean {
+    for (const spec of this.#enabled.filter(isSyscallEvent)) {
+      const rel = eventEnablePath(spec);
+      if (rel === null) continue;
+      try {
+        this.#write(`events/${rel}`, on ? '1' : '0');
+      } catch (err) {
+        this.#failIfGone(err);
+        this.#log.warn({ instance: this.#cfg.instance, event: spec }, 'ftrace: cannot turn %s %s: %s', spec, on ? 'on' : 'off', messageOf(err));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** One sentence when the system-call events are paused now, else null. */
+  #pausedNote(): string | null {
+    const open = this.#pauses.at(-1);
+    if (!this.#shed || !open || open.to !== null) return null;
+    return `system-call events paused since ${new Date(open.from).toISOString()}: a CPU recorded ${open.eventsPerSecond} events a second, over recorders.ftrace.maxEventRate (${this.#cfg.maxEventRate}); tried again every few minutes`;
+  }
+
   /** tracing_on reading 0 while we think we are running: frozen by the kernel trigger. */
   #checkTracingOn(): void {
     if (this.#state !== 'running') return;
@@ -549,6 +695,11 @@ export class FtraceRecorder implements Recorder {
     const from = toEpoch(sum.oldestTs);
     const to = toEpoch(copy.lastTs) ?? (sum.entries > 0 ? this.#frozenAt : null);
 
+    // Pauses of the system-call events within the span the snapshot holds.
+    const pauses = this.#pauses.filter((p) => (p.to === null || from === null || p.to >= from) && (to === null || p.from <= to));
+    const paused = this.#pausedNote();
+    if (paused) warnings.push(`${paused}: the trace holds no system calls since then`);
+    else if (pauses.length > 0) warnings.push(`system-call events were paused ${pauses.length} time(s) within this trace for too high an event rate (recorders.ftrace.maxEventRate; ftrace.json syscallPauses says when)`);
     const meta = {
       recorder: 'ftrace',
       instance: this.#cfg.instance,
@@ -564,6 +715,8 @@ export class FtraceRecorder implements Recorder {
       span: { from, to, toIsFreezeTime: copy.lastTs === null && to !== null },
       totals: sum,
       perCpu: cpus,
+      maxEventRate: this.#cfg.maxEventRate,
+      syscallPauses: pauses,
       warnings,
     };
     try {

@@ -16,7 +16,7 @@ import {
   lastTraceTimestamp, parseBufferSizeKb, parseCpuStats, parseTraceClock, summarizeStats, type FtraceRecorderOptions,
 } from '../../recorder/ftrace.js';
 import { RecorderUnavailable, type SnapshotResult } from '../../recorder/recorder.js';
-import { IS_ROOT, waitFor } from '../helpers.js';
+import { IS_ROOT, sleep, waitFor } from '../helpers.js';
 
 type FtraceConfig = Config['recorders']['ftrace'];
 
@@ -40,8 +40,12 @@ function forceRemove(name: string): void {
   rmdirSync(dir);
 }
 
+/**
+ * The defaults but no overhead guard: the workloads here (dd one byte at a time) are over
+ * maxEventRate, and the tests check their system calls. The guard has tests of its own.
+ */
 function ftraceConfig(over: Partial<FtraceConfig> = {}): FtraceConfig {
-  return { ...defaultConfig().recorders.ftrace, instance: instanceName(), ...over };
+  return { ...defaultConfig().recorders.ftrace, instance: instanceName(), maxEventRate: null, ...over };
 }
 
 /** A recorder that is always stopped and whose instance is always gone afterwards. */
@@ -563,6 +567,74 @@ describe.skipIf(!IS_ROOT)('ftrace recorder on the real kernel (needs root: it cr
       expect(existsSync(instDir(name))).toBe(false);
       expect(rec.status().state).toBe('stopped');
       expect(res.files).toContain('ftrace.json');
+    });
+  });
+
+  describe('the overhead guard (maxEventRate)', () => {
+    const SYSCALLS = ['sched/sched_switch', 'raw_syscalls/sys_enter', 'raw_syscalls/sys_exit'];
+    const enableOf = (name: string, ev: string) => tracefsRead(join(instDir(name), 'events', ev, 'enable'));
+    /** A dd of one byte at a time: two system calls a byte, some hundred thousand a second on one CPU. */
+    const busy = () => {
+      const w = makeWorkload('b');
+      return spawn(w.bin, ['if=/dev/zero', 'of=/dev/null', 'bs=1', 'count=1000000000'], { stdio: 'ignore' });
+    };
+
+    it('pauses the system-call events while a CPU records too many, says so in status and snapshots, and resumes when the rate falls', async () => {
+      await withRecorder({ events: SYSCALLS, maxEventRate: 20_000, freezeOnFatalSignal: false }, { rateCheckMs: 100, rateProbeMs: 600 }, async (rec, name) => {
+        await rec.start();
+        // A quiet machine: nothing paused.
+        await sleep(600);
+        expect(enableOf(name, 'raw_syscalls/sys_enter')).toBe('1');
+        expect(rec.syscallPauses()).toEqual([]);
+        const child = busy();
+        try {
+          await waitFor('the system-call events paused', () => enableOf(name, 'raw_syscalls/sys_enter') === '0', 10_000);
+          expect(enableOf(name, 'raw_syscalls/sys_exit')).toBe('0');
+          expect(enableOf(name, 'sched/sched_switch')).toBe('1');
+          const [pause] = rec.syscallPauses();
+          expect(pause!.to).toBeNull();
+          expect(pause!.eventsPerSecond).toBeGreaterThan(20_000);
+          expect(rec.status().detail).toMatch(/system-call events paused since .*maxEventRate \(20000\)/);
+          // Still busy: each probe turns them on for one check and off again; one pause all along.
+          await sleep(1500);
+          expect(rec.syscallPauses()).toHaveLength(1);
+          expect(rec.syscallPauses()[0]!.to).toBeNull();
+          const out = newDir();
+          const res = await rec.snapshot(out, Date.now() + 10_000);
+          expect(res.warnings.join('\n')).toMatch(/system-call events paused since .*no system calls since then/);
+          const meta = JSON.parse(readFileSync(join(out, 'ftrace.json'), 'utf8')) as { maxEventRate: number; syscallPauses: { to: number | null }[] };
+          expect(meta.maxEventRate).toBe(20_000);
+          expect(meta.syscallPauses).toHaveLength(1);
+          expect(meta.syscallPauses[0]!.to).toBeNull();
+          await rec.thaw(); // a snapshot freezes; frozen, nothing is counted
+        } finally {
+          child.kill('SIGKILL');
+        }
+        // Quiet again: the next probe finds the rate low and leaves them on.
+        await waitFor('the system-call events resumed', () => rec.syscallPauses()[0]!.to !== null, 20_000);
+        expect(enableOf(name, 'raw_syscalls/sys_enter')).toBe('1');
+        expect(enableOf(name, 'raw_syscalls/sys_exit')).toBe('1');
+        expect(rec.status().detail).not.toMatch(/paused/);
+        const out = newDir();
+        const res = await rec.snapshot(out, Date.now() + 10_000);
+        expect(res.warnings.join('\n')).toMatch(/paused 1 time\(s\) within this trace/);
+      });
+    });
+
+    it('maxEventRate null: the same load pauses nothing', async () => {
+      await withRecorder({ events: SYSCALLS, maxEventRate: null, freezeOnFatalSignal: false }, { rateCheckMs: 100, rateProbeMs: 600 }, async (rec, name) => {
+        await rec.start();
+        const child = busy();
+        try {
+          await sleep(1000);
+          expect(enableOf(name, 'raw_syscalls/sys_enter')).toBe('1');
+          expect(rec.syscallPauses()).toEqual([]);
+          // The load was there: the buffer filled with its system calls.
+          expect(rec.status().usedBytes).toBeGreaterThan(0);
+        } finally {
+          child.kill('SIGKILL');
+        }
+      });
     });
   });
 

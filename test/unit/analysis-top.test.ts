@@ -60,6 +60,22 @@ describe('analyzeBundle', () => {
     expect(r.processes.find((p) => p.pid === PID)).toBeDefined();
   });
 
+  it('system-call events the recorder paused (maxEventRate) are named in the warnings, with when', async () => {
+    const dir = copy();
+    const metaPath = join(dir, 'recorder/ftrace/ftrace.json');
+    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as Record<string, unknown>;
+    const from = ftraceMeta.span.from + 100;
+    writeFileSync(metaPath, JSON.stringify({ ...meta, syscallPauses: [{ from, to: from + 500, eventsPerSecond: 250000 }, { from: from + 900, to: null, eventsPerSecond: 300000 }, 'junk'] }));
+    const r = await analyzeBundle(dir, manifest.id);
+    const w = realWarnings(r.warnings).filter((x) => /paused system-call events/.test(x));
+    expect(w).toEqual([
+      `the recorder paused system-call events from ${new Date(from).toISOString()} to ${new Date(from + 500).toISOString()} (a CPU recorded more than recorders.ftrace.maxEventRate events a second): syscall counts and file activity miss that time`,
+      `the recorder paused system-call events from ${new Date(from + 900).toISOString()} to the end of the trace (a CPU recorded more than recorders.ftrace.maxEventRate events a second): syscall counts and file activity miss that time`,
+    ]);
+    // The report itself still comes from the trace.
+    expect(r.processes.find((p) => p.pid === PID)).toBeDefined();
+  });
+
   it('a bundle without recorder snapshots: no processes, a warning, no exception', async () => {
     const dir = copy();
     rmSync(join(dir, 'recorder'), { recursive: true });

@@ -131,6 +131,7 @@ describe('loadConfig: valid files', () => {
         '    events: [sched/sched_switch, irq]',
         '    instance: fb-test',
         '    freezeOnFatalSignal: false',
+        '    maxEventRate: 250000',
         '  lttng:',
         '    enabled: true',
         '    kernel: [sched_switch]',
@@ -154,7 +155,7 @@ describe('loadConfig: valid files', () => {
       daemon: { socket: '/run/flightbox.sock', snapshotDeadlineMs: 5000 },
       recorders: {
         metrics: { enabled: false, intervalMs: 2000, windowMs: 300_000, topProcesses: 10 },
-        ftrace: { enabled: true, bufferSizeBytes: 8 * 1024 ** 2, events: ['sched/sched_switch', 'irq'], instance: 'fb-test', freezeOnFatalSignal: false },
+        ftrace: { enabled: true, bufferSizeBytes: 8 * 1024 ** 2, events: ['sched/sched_switch', 'irq'], instance: 'fb-test', freezeOnFatalSignal: false, maxEventRate: 250_000 },
         lttng: { enabled: true, kernel: ['sched_switch'], userspace: ['myapp:*', 'lttng_ust_cyg_profile'], subbufSizeBytes: 1024 ** 2, numSubbuf: 4, session: 'fbsess' },
       },
     });
@@ -258,6 +259,23 @@ describe('loadConfig: each key, valid and invalid', () => {
   it.each(invalid)('%s.%s: %j is rejected', (section, key, yaml, message) => {
     expectRejected(section, key, yaml, message);
   });
+
+  it.each<[string, number | null]>([['50000', 50_000], ['null', null], ['1000', 1000]])('recorders.ftrace.maxEventRate: %s is accepted', (yaml, expected) => {
+    const r = load(`recorders:\n  ftrace:\n    maxEventRate: ${yaml}\n`);
+    expect(r.errors).toEqual([]);
+    expect(r.config.recorders.ftrace.maxEventRate).toBe(expected);
+  });
+
+  it.each<[string, RegExp]>([['999', /from 1000 to 1000000000, or null for no limit, got 999/], ['lots', /got "lots"/], ['1.5', /got 1.5/], ['"5000"', /got "5000"/]])(
+    'recorders.ftrace.maxEventRate: %s is rejected with its file, line and key',
+    (yaml, message) => {
+      const r = load(`recorders:\n  ftrace:\n    maxEventRate: ${yaml}\n`);
+      expect(r.errors).toHaveLength(1);
+      expect(r.errors[0]).toMatchObject({ key: 'recorders.ftrace.maxEventRate', file: r.path, line: 3 });
+      expect(r.errors[0]!.message).toMatch(message);
+      expect(r.config.recorders.ftrace.maxEventRate).toBe(defaultConfig().recorders.ftrace.maxEventRate);
+    },
+  );
 
   it.each(['1s', 'quick'])('daemon.freezeTimeout: %s, an option of older versions, loads with a warning saying it does nothing', (value) => {
     const r = load(`store:\n  root: /srv/fb\ndaemon:\n  freezeTimeout: ${value}\n`);
