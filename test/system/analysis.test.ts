@@ -159,13 +159,13 @@ describe('flightbox view', () => {
   it('prints the raw trace: trace-cmd report\'s event lines, system calls among them', () => {
     const r = cli(['view', id], { maxBuffer: 1 << 30 });
     expect(r.code, r.stderr).toBe(0);
-    // trace-cmd's own layout (its version, the instance prefix, "<...>" for names the kernel
-    // forgot). Which tasks appear is checked on our reader's lines below: in full-suite runs
-    // trace-cmd's report of this snapshot lacked the workload's events twice while our reader
-    // of the same bundle had them.
-    const events = r.stdout.split('\n').filter((l) => /\[\d{3}\]\s+\d+\.\d+: sys_enter:/.test(l));
+    // trace-cmd's own layout (its version, "<...>" for names the kernel forgot; no instance
+    // prefix: the recorder writes the instance's pages as the file's main buffer). Which tasks
+    // appear is checked on our reader's lines below: in full-suite runs trace-cmd's report of
+    // this snapshot (then written by trace-cmd extract) lacked the workload's events twice
+    // while our reader of the same bundle had them.
+    const events = r.stdout.split('\n').filter((l) => /^\s*\S+-\d+\s+\[\d{3}\]\s+\d+\.\d+: sys_enter:/.test(l));
     expect(events.length).toBeGreaterThan(100);
-    expect(events.some((l) => l.startsWith(`${INSTANCE}:`))).toBe(true);
   });
 
   it('--raw prints our reader\'s lines, system calls named', () => {

@@ -3,7 +3,7 @@
 // finally. DANGER: no test reads an instance's `trace` file itself; only the recorder's
 // snapshot does, and it does so only while tracing_on is 0.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -133,6 +133,12 @@ function snapshotText(dir: string, res: SnapshotResult): string {
   }
   expect(res.files).toContain('trace.txt');
   return readFileSync(join(dir, 'trace.txt'), 'utf8');
+}
+
+/** The instance's events held now, over its CPUs. */
+function parseStatsSum(inst: string): { entries: number } {
+  const cpus = readdirSync(join(inst, 'per_cpu')).filter((n) => /^cpu\d+$/.test(n));
+  return summarizeStats(cpus.map((c, i) => parseCpuStats(tracefsRead(join(inst, 'per_cpu', c, 'stats')), i)));
 }
 
 function newDir(): string {
@@ -380,12 +386,13 @@ describe.skipIf(!IS_ROOT)('ftrace recorder on the real kernel (needs root: it cr
   });
 
   const paths = [
-    { path: 'text', traceCmd: null as string | null },
-    { path: 'trace-cmd', traceCmd: TRACE_CMD },
+    { path: 'text', traceCmd: null as string | null, nativeTraceDat: true },
+    { path: 'native', traceCmd: TRACE_CMD, nativeTraceDat: true },
+    { path: 'trace-cmd', traceCmd: TRACE_CMD, nativeTraceDat: false },
   ];
-  describe.each(paths)('snapshot through $path', ({ path, traceCmd }) => {
-    it.skipIf(path === 'trace-cmd' && TRACE_CMD === null)('holds sched_switch, sys_enter and the SIGSEGV of a uniquely named process', async () => {
-      await withRecorder({ freezeOnFatalSignal: false }, { traceCmd }, async (rec) => {
+  describe.each(paths)('snapshot through $path', ({ path, traceCmd, nativeTraceDat }) => {
+    it.skipIf(path !== 'text' && TRACE_CMD === null)('holds sched_switch, sys_enter and the SIGSEGV of a uniquely named process', async () => {
+      await withRecorder({ freezeOnFatalSignal: false }, { traceCmd, nativeTraceDat }, async (rec) => {
         await rec.start();
         const w = makeWorkload();
         const worker = runWorkload(w);
@@ -400,7 +407,7 @@ describe.skipIf(!IS_ROOT)('ftrace recorder on the real kernel (needs root: it cr
         const t1 = performance.now();
         const res = await rec.snapshot(out, Date.now() + 30_000);
         const snapMs = performance.now() - t1;
-        expect(res.files).toEqual([path === 'trace-cmd' ? 'trace.dat' : 'trace.txt', 'ftrace.json']);
+        expect(res.files).toEqual([path === 'text' ? 'trace.txt' : 'trace.dat', 'ftrace.json']);
         expect(readdirSync(out).sort()).toEqual([...res.files].sort()); // no trace-cmd debris
         expect(res.warnings).toEqual([]);
         expect(res.from).not.toBeNull();
@@ -432,6 +439,59 @@ describe.skipIf(!IS_ROOT)('ftrace recorder on the real kernel (needs root: it cr
         expect(tracefsRead(join(rec.instanceDir, 'tracing_on'))).toBe('1');
         expect(rec.status().state).toBe('running');
       });
+    });
+  });
+
+  it.skipIf(TRACE_CMD === null)('native trace.dat: every event the kernel held, from every CPU, as trace-cmd reads it; no holes; the buffer emptied', async () => {
+    await withRecorder({ freezeOnFatalSignal: false, bufferSizeBytes: 1024 * 1024 }, { traceCmd: TRACE_CMD }, async (rec) => {
+      await rec.start();
+      const w = makeWorkload();
+      // Work on each CPU (taskset where there is more than one), so that several CPUs hold pages.
+      const cpus = readdirSync(join(rec.instanceDir, 'per_cpu')).filter((n) => /^cpu\d+$/.test(n)).length;
+      for (let c = 0; c < cpus; c++) {
+        const r = spawnSync('taskset', ['-c', String(c), w.bin, 'if=/dev/zero', 'of=/dev/null', 'bs=1', 'count=3000'], { stdio: 'ignore' });
+        expect(r.status).toBe(0);
+      }
+      await rec.freeze();
+      const held = parseStatsSum(rec.instanceDir);
+      expect(held.entries).toBeGreaterThan(6000);
+      const out = newDir();
+      const res = await rec.snapshot(out, Date.now() + 10_000);
+      expect(res.warnings).toEqual([]);
+      const meta = JSON.parse(readFileSync(join(out, 'ftrace.json'), 'utf8')) as { data: { method: string; bytes: number } };
+      expect(meta.data.method).toBe('native');
+      const st = statSync(join(out, 'trace.dat'));
+      expect(meta.data.bytes).toBe(st.size);
+      // No holes: every block of the file is allocated (512-byte blocks, rounded up to the filesystem's).
+      expect(st.blocks * 512).toBeGreaterThanOrEqual(st.size);
+      const text = snapshotText(out, res);
+      const lines = text.split('\n').filter((l) => /^\s*\S.*\[\d{3}\]\s*\d+\.\d+: \w+:/.test(l));
+      // trace-cmd shows seconds (no trace clock option): the same clock as ftrace.json's "now ts".
+      expect(lines.length).toBe(held.entries);
+      const perCpu = new Set(lines.filter((l) => l.includes(`${w.comm}-`)).map((l) => /\[(\d{3})\]/.exec(l)![1]));
+      expect(perCpu.size).toBe(cpus);
+      // trace_pipe_raw was read to the end: the kernel buffer is empty.
+      expect(parseStatsSum(rec.instanceDir).entries).toBe(0);
+      await rec.thaw();
+    });
+  });
+
+  it.skipIf(TRACE_CMD === null)('native trace.dat without a working trace-cmd convert (trace-cmd 2.x has none): kept uncompressed, said so, still read whole', async () => {
+    // Faked: a trace-cmd that refuses "convert", as versions before 3.0 do.
+    const old = join(work, 'trace-cmd-2');
+    writeFileSync(old, '#!/bin/sh\necho "unknown command $1" >&2\nexit 1\n', { mode: 0o755 });
+    await withRecorder({ freezeOnFatalSignal: false, bufferSizeBytes: 1024 * 1024 }, { traceCmd: old }, async (rec) => {
+      await rec.start();
+      runWorkload(makeWorkload(), 3000);
+      await rec.freeze();
+      const held = parseStatsSum(rec.instanceDir).entries;
+      const out = newDir();
+      const res = await rec.snapshot(out, Date.now() + 10_000);
+      expect(res.warnings).toEqual(['trace.dat stored uncompressed: trace-cmd convert failed (exit status 1: unknown command convert)']);
+      expect(readdirSync(out).sort()).toEqual(['ftrace.json', 'trace.dat']); // no work directory left
+      const lines = snapshotText(out, res).split('\n').filter((l) => /\[\d{3}\]\s*\d+\.\d+: \w+:/.test(l));
+      expect(lines.length).toBe(held);
+      await rec.thaw();
     });
   });
 
