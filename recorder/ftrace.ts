@@ -134,6 +134,13 @@ export function parseCpuStats(text: string, cpu = 0): CpuStats {
   return s;
 }
 
+/** Events a CPU has written since its buffer was made (entries + overrun + read events), from its stats file. */
+export function eventsWritten(stats: string): number {
+  let n = 0;
+  for (const m of stats.matchAll(/^(entries|overrun|read events):\s*(\d+)\s*$/gm)) n += Number(m[2]);
+  return n;
+}
+
 export interface StatsSummary {
   entries: number;
   usedBytes: number;
@@ -239,6 +246,8 @@ export class FtraceRecorder implements Recorder {
   readonly #rateProbeMs: number;
   readonly #useNativeTraceDat: boolean;
   #rateTimer: NodeJS.Timeout | null = null;
+  /** the instance's CPUs, listed once per start for the rate checks */
+  #rateCpus: number[] | null = null;
   /** per-CPU events written (entries + overrun + read) at the last check */
   #rateBase: { at: number; totals: Map<number, number> } | null = null;
   /** set while the system-call events are paused; probing: they are on again for one check */
@@ -314,6 +323,7 @@ export class FtraceRecorder implements Recorder {
       this.#poller.unref();
       this.#shed = null;
       this.#rateBase = null;
+      this.#rateCpus = null;
       if (this.#cfg.maxEventRate !== null && this.#enabled.some(isSyscallEvent)) {
         this.#rateTimer = setInterval(() => this.#checkRate(), this.#rateCheckMs);
         this.#rateTimer.unref();
@@ -565,7 +575,8 @@ export class FtraceRecorder implements Recorder {
     }
     const totals = new Map<number, number>();
     try {
-      for (const c of this.#readStats()) totals.set(c.cpu, c.entries + c.overrun + c.readEvents);
+      this.#rateCpus ??= this.#cpuList();
+      for (const cpu of this.#rateCpus) totals.set(cpu, eventsWritten(this.#read(`per_cpu/cpu${cpu}/stats`)));
     } catch (err) {
       this.#failIfGone(err);
       return;
@@ -980,12 +991,15 @@ export class FtraceRecorder implements Recorder {
   }
 
   #readStats(base = this.#inst): CpuStats[] {
-    const cpus = readdirSync(join(base, 'per_cpu'))
+    return this.#cpuList(base).map((n) => parseCpuStats(this.#read(`per_cpu/cpu${n}/stats`, base), n));
+  }
+
+  #cpuList(base = this.#inst): number[] {
+    return readdirSync(join(base, 'per_cpu'))
       .map((n) => /^cpu(\d+)$/.exec(n))
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => Number(m[1]))
       .sort((a, b) => a - b);
-    return cpus.map((n) => parseCpuStats(this.#read(`per_cpu/cpu${n}/stats`, base), n));
   }
 
   #clock(): string | null {

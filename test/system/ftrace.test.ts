@@ -12,7 +12,7 @@ import { defaultConfig, type Config } from '../../lib/config.js';
 import { FlightboxError } from '../../lib/errors.js';
 import { findProgram } from '../../lib/programs.js';
 import {
-  DEFAULT_AUTO_THAW_GRACE_MS, DEFAULT_TRACEFS_ROOT, FATAL_SIGNALS, FtraceRecorder, eventEnablePath, fatalSignalTrigger,
+  DEFAULT_AUTO_THAW_GRACE_MS, DEFAULT_TRACEFS_ROOT, FATAL_SIGNALS, FtraceRecorder, eventEnablePath, eventsWritten, fatalSignalTrigger,
   lastTraceTimestamp, parseBufferSizeKb, parseCpuStats, parseTraceClock, summarizeStats, type FtraceRecorderOptions,
 } from '../../recorder/ftrace.js';
 import { RecorderUnavailable, type SnapshotResult } from '../../recorder/recorder.js';
@@ -211,6 +211,8 @@ describe('ftrace parsing (pure)', () => {
     },
   ])('parseCpuStats: $name', ({ text, want }) => {
     expect(parseCpuStats(text, 3)).toEqual({ cpu: 3, ...want });
+    // The overhead guard's quick count agrees with the full parse.
+    expect(eventsWritten(text)).toBe(want.entries + want.overrun + want.readEvents);
   });
 
   it('summarizeStats adds bytes and losses and finds the oldest event of a non-empty CPU', () => {
