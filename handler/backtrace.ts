@@ -2,7 +2,10 @@
 // both) or gdb (fallback). Runs after the crashed process has been released; bounded by a
 // timeout and an output cap. Never runs anything the crashed process names: the exe is
 // passed to the tool as a file to read, and gdb is told not to auto-load scripts.
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { readNoFollow } from '../lib/safe-fs.js';
+import { LAUNCHER_TRACE } from './run-dir.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { BacktraceTool } from '../lib/config.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
@@ -251,10 +254,53 @@ export interface BacktraceOptions {
   exeFd?: number | null;
   /** threads the process had (/proc status): more in the tool's output means forged lines */
   maxThreads?: number | null;
+  /** an entry directory whose launcher already started eu-stack on this core (launcherRun) */
+  launcherDir?: string | null;
 }
 
 /** Share of the time budget eu-stack gets when gdb can follow (gdb gets the rest). */
 const EU_STACK_SHARE = 0.6;
+
+/** eu-stack's options after --core and -e: module list with build-ids, source lines, inlined frames, a frame limit. */
+export const EU_STACK_FLAGS: readonly string[] = ['-l', '-m', '-s', '-i', '-n', String(MAX_FRAMES_PER_THREAD)];
+
+/** The time eu-stack is given (ms) with backtrace.tool `tool` and backtrace.timeout `timeoutMs`. */
+export function euStackBudgetMs(tool: BacktraceTool, timeoutMs: number): number {
+  return tool === 'auto' ? Math.max(1000, timeoutMs * EU_STACK_SHARE) : Math.max(1000, timeoutMs);
+}
+
+/** What `timeout -s KILL` exits with when it killed the tool. */
+const KILLED_BY_TIMEOUT = 137;
+/** How long past its budget the launcher's eu-stack is waited for (it is killed at the budget). */
+const LAUNCHER_TRACE_SLACK_MS = 2000;
+const LAUNCHER_TRACE_POLL_MS = 5;
+
+/**
+ * The eu-stack the launcher started on a core it read whole, while node was starting
+ * (handler/install.ts): waited for until its exit status is written, then read as runTool
+ * would have returned it. One that never finishes counts as timed out.
+ */
+export async function launcherRun(dir: string, budgetMs: number): Promise<RunResult> {
+  const end = Date.now() + budgetMs + LAUNCHER_TRACE_SLACK_MS;
+  while (!existsSync(join(dir, LAUNCHER_TRACE.status))) {
+    if (Date.now() >= end) return { out: '', err: '', status: null, error: `the launcher's eu-stack did not finish within ${budgetMs} ms`, timedOut: true };
+    await new Promise((r) => setTimeout(r, LAUNCHER_TRACE_POLL_MS));
+  }
+  const read = (name: string, max: number): string => {
+    try {
+      return readNoFollow(join(dir, name), max).toString('utf8');
+    } catch {
+      return '';
+    }
+  };
+  const rc = read(LAUNCHER_TRACE.status, 16).trim();
+  const status = /^\d+$/.test(rc) ? Number(rc) : null;
+  const out = read(LAUNCHER_TRACE.out, MAX_BACKTRACE_OUTPUT_BYTES);
+  const timedOut = status === KILLED_BY_TIMEOUT;
+  const cut = Buffer.byteLength(out) >= MAX_BACKTRACE_OUTPUT_BYTES;
+  const error = timedOut ? `timed out after ${budgetMs} ms` : cut ? `output over ${MAX_BACKTRACE_OUTPUT_BYTES} bytes, cut there` : undefined;
+  return { out, err: read(LAUNCHER_TRACE.err, 65536), status, timedOut, ...(error ? { error } : {}) };
+}
 
 export async function takeBacktrace(corePath: string, exe: string | null, opts: BacktraceOptions): Promise<Backtrace> {
   const warnings: string[] = [];
@@ -280,11 +326,12 @@ export async function takeBacktrace(corePath: string, exe: string | null, opts: 
     const eu = findProgram('eu-stack');
     if (!eu) warnings.push('eu-stack not found (install elfutils), ignoring');
     else {
-      const args = [`--core=${corePath}`, ...(exeArg ? ['-e', exeArg] : []), '-l', '-m', '-s', '-i', '-n', String(MAX_FRAMES_PER_THREAD)];
+      const args = [`--core=${corePath}`, ...(exeArg ? ['-e', exeArg] : []), ...EU_STACK_FLAGS];
       // With gdb to fall back on, eu-stack gets part of the budget: a core whose module list
       // names a file that never opens (a FIFO) must leave gdb time of its own.
-      const budget = opts.tool === 'auto' ? Math.max(1000, opts.timeoutMs * EU_STACK_SHARE) : Math.max(1000, deadline - Date.now());
-      const r = await runTool(eu, args, budget, exeFd);
+      const budget = opts.tool === 'auto' ? euStackBudgetMs('auto', opts.timeoutMs) : Math.max(1000, deadline - Date.now());
+      // The launcher's run, when it started one: the same program, arguments and limits.
+      const r = opts.launcherDir ? await launcherRun(opts.launcherDir, budget) : await runTool(eu, args, budget, exeFd);
       euTimedOut = r.timedOut;
       const parsed = parseEuStack(r.out, { maxThreads: opts.maxThreads });
       if (parsed.ambiguous) {

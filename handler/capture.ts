@@ -139,6 +139,8 @@ export interface SpooledCrash {
    */
   prefixStatus: number;
   prefixMessage: string | null;
+  /** the entry, when the launcher started eu-stack on the core it read whole (handler/install.ts trace()) */
+  traceDir: string | null;
 }
 
 export interface OverflowCrash {
@@ -435,10 +437,13 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const backtraceWarnings: string[] = [];
   const backtraceTask = !core.elf ? Promise.resolve(null) : (async (): Promise<Backtrace | null> => {
     const tb = now();
+    // The eu-stack the launcher started on the core it read whole, unless the config now wants another tool.
+    const launcherDir = spooled?.traceDir && (cfg.backtrace.tool === 'auto' || cfg.backtrace.tool === 'eu-stack') ? spooled.traceDir : null;
+    if (launcherDir) timings.backtraceByLauncher = 1;
     try {
       const { takeBacktrace } = await import('./backtrace.js');
       const bt = await takeBacktrace(join(staging, 'core'), proc.meta.exe, {
-        tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads,
+        tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads, launcherDir,
       });
       backtraceWarnings.push(...bt.warnings);
       if (!bt.tool && cfg.backtrace.tool !== 'none') backtraceWarnings.push('no stack trace could be taken');

@@ -15,9 +15,11 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
+import { SEARCH_PATH, findProgram } from '../lib/programs.js';
+import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
+import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_TRACE, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -88,10 +90,60 @@ export interface OverflowParams {
   environ: boolean;
   /** core.honourRlimit: a crash with RLIMIT_CORE 0 keeps no core, so none is read */
   honourRlimit: boolean;
+  /** eu-stack started by the launcher on a core it read whole; null: node runs it */
+  trace: LauncherTrace | null;
+}
+
+/** The programs the launcher's eu-stack is run with (absolute paths), and its time budget in seconds. */
+export interface LauncherTrace {
+  env: string;
+  timeout: string;
+  euStack: string;
+  seconds: number;
 }
 
 export function overflowParams(cfg: Config): OverflowParams {
-  return { storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ, honourRlimit: cfg.core.honourRlimit };
+  return {
+    storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ, honourRlimit: cfg.core.honourRlimit,
+    trace: launcherTrace(cfg),
+  };
+}
+
+/** When the stack trace would be eu-stack's and env, timeout and eu-stack are all there. */
+function launcherTrace(cfg: Config): LauncherTrace | null {
+  const tool = cfg.backtrace.tool;
+  if (tool !== 'auto' && tool !== 'eu-stack') return null;
+  const env = findProgram('env');
+  const timeout = findProgram('timeout');
+  const euStack = findProgram('eu-stack');
+  if (!env || !timeout || !euStack) return null;
+  return { env, timeout, euStack, seconds: Math.ceil(euStackBudgetMs(tool, cfg.backtrace.timeoutMs) / 1000) };
+}
+
+/**
+ * The launcher's trace(): eu-stack on a core the launcher read whole, in the background, so
+ * that it runs while node starts; node waits for its exit status (handler/backtrace.ts
+ * launcherRun). The same program, options, environment, time budget (timeout -s KILL) and
+ * output cap (RLIMIT_FSIZE, SIGXFSZ ignored) as node's own run; the executable through the
+ * fd the launcher opened. The status file appears whole (renamed) once eu-stack is done.
+ */
+function traceFunction(t: LauncherTrace): string[] {
+  const q = shellQuote;
+  const f = LAUNCHER_TRACE;
+  return [
+    '# the stack trace of a core read whole, taken while node starts (handler/backtrace.ts)',
+    'trace() {',
+    '  x=',
+    `  [ -f "$d/exefd" ] && x=/proc/self/fd/${LAUNCHER_EXE_FD}`,
+    `  { : >"$d/${f.started}"; } 2>/dev/null || return 0`,
+    '  (',
+    "    trap '' XFSZ",
+    `    ulimit -S -f ${Math.ceil(MAX_BACKTRACE_OUTPUT_BYTES / 512) + 16}`,
+    `    ${q(t.env)} -i PATH=${SEARCH_PATH.join(':')} LC_ALL=C HOME=/nonexistent ${q(t.timeout)} -s KILL ${t.seconds} ${q(t.euStack)} --core="$d/core" \${x:+-e "$x"} ${EU_STACK_FLAGS.join(' ')} </dev/null >"$d/${f.out}" 2>"$d/${f.err}"`,
+    `    printf '%s\\n' $? >"$d/${f.status}.tmp" && mv -f "$d/${f.status}.tmp" "$d/${f.status}"`,
+    '  ) >/dev/null 2>&1 &',
+    '}',
+  ];
 }
 
 /**
@@ -205,6 +257,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  done',
     '  exit 0',
     '}',
+    ...(params.trace ? traceFunction(params.trace) : []),
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
     '  entry "$@" || return 0',
@@ -219,7 +272,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  if [ "$rc" = 0 ]; then',
     '    case $recs in',
     '      1+*) ;;',
-    '      *) exec 0</dev/null; : >"$d/released" ;;',
+    `      *) exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''} ;;`,
     '    esac',
     '  fi',
     `  ${node} --spooled "$d" "$rc"`,

@@ -36,7 +36,7 @@ import { findProgram } from '../lib/programs.js';
 import { checkSecureDir, fsyncDir, readNoFollow, syncTree, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { SPOOL_DIR, Store } from '../store/store.js';
-import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_TRACE, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
 
 export { DRAIN_LOCKS, FAILED_PREFIX };
 import { captureCrash, type SpooledCrash } from './capture.js';
@@ -223,6 +223,7 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
       corePrefix: join(dir, 'core'),
       prefixStatus,
       prefixMessage: prefixStatus === 0 ? null : ddMessage(readSmall(dir, 'dd') ?? ''),
+      traceDir: existsSync(join(dir, LAUNCHER_TRACE.started)) ? dir : null,
     },
   };
 }

@@ -60,3 +60,6 @@ export function overflowDir(storeRoot: string): string {
 
 /** Where the loader (start.ts) leaves what became of the code cache, for the manifest. */
 export const CODE_CACHE_STATE = Symbol.for('flightbox.handler.codeCache');
+
+/** The launcher's files for the eu-stack it started (handler/install.ts trace(), handler/backtrace.ts launcherRun). */
+export const LAUNCHER_TRACE = { started: 'bt', out: 'bt.out', err: 'bt.err', status: 'bt.status' } as const;

@@ -15,7 +15,7 @@ import { crash, restoreKernelState, saveKernelState, type KernelState } from './
 
 interface Manifest {
   id: string;
-  backtrace: { frames: { fn: string | null }[] } | null;
+  backtrace: { tool: string; frames: { fn: string | null }[] } | null;
   timings: Record<string, number>;
   process: { pid: number; exe: string; cmdline: string[]; signalName: string; procVerified: boolean };
   core: { stored: boolean; reason: string | null; size: number; truncated: boolean };
@@ -80,6 +80,12 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     // a small core is read whole by the launcher, which releases the process before node starts
     expect(m.handler.launcher).toBe('released');
     expect(m.timings.holdMs).toBeLessThan(1000);
+    // and starts eu-stack on it while node starts: its trace is the bundle's, frames and all
+    expect(m.timings.backtraceByLauncher).toBe(1);
+    expect(m.backtrace?.tool).toBe('eu-stack');
+    expect(m.backtrace?.frames.some((f) => f.fn === 'main')).toBe(true);
+    expect(m.files.map((f) => f.path)).toContain('backtrace.txt');
+    expect(m.warnings.filter((w) => /stack trace|eu-stack/.test(w))).toEqual([]);
     // the launcher's registration was taken over by the handler and withdrawn
     await waitFor('no handler registered', () => readdirSync(join(overflowDir(store.root), 'handlers')).length === 0 || undefined, 10_000);
   });
@@ -102,6 +108,8 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     expect(c.signal).toBe('SIGSEGV');
     const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 60_000);
     expect(m.handler.launcher).toBe('prefix');
+    // the core went on past the launcher's part: node took the stack trace itself
+    expect(m.timings.backtraceByLauncher).toBeUndefined();
     expect(m.core).toMatchObject({ stored: true, truncated: false });
     expect(m.core.size).toBeGreaterThan(CORE_PREFIX_BYTES + 8 * 1024 * 1024);
     // eu-stack found the crashing frame in it: the ELF core is whole and consistent

@@ -1,7 +1,11 @@
 // The stack-trace tools run asynchronously (while the core is compressed), with a time limit
 // and an output cap: real programs that hang, flood and fail.
-import { describe, expect, it } from 'vitest';
-import { MAX_BACKTRACE_OUTPUT_BYTES, runTool } from '../../handler/backtrace.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_BACKTRACE_OUTPUT_BYTES, launcherRun, runTool } from '../../handler/backtrace.js';
+import { LAUNCHER_TRACE } from '../../handler/run-dir.js';
 
 describe('runTool', () => {
   it('returns the output and exit status of a program', async () => {
@@ -40,5 +44,54 @@ describe('runTool', () => {
     const r = await runTool('/nonexistent/eu-stack', [], 1000);
     expect(r.status).toBeNull();
     expect(r.error).toMatch(/ENOENT/);
+  });
+});
+
+describe('launcherRun: the eu-stack the launcher started, read as runTool returns a run', () => {
+  const base = mkdtempSync(join(tmpdir(), 'fbx-btrun-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  const entry = (files: Partial<Record<keyof typeof LAUNCHER_TRACE, string | Buffer>>): string => {
+    const d = mkdtempSync(join(base, 'e-'));
+    for (const [k, v] of Object.entries(files)) writeFileSync(join(d, LAUNCHER_TRACE[k as keyof typeof LAUNCHER_TRACE]), v);
+    return d;
+  };
+
+  it('a finished run: its output, stderr and exit status', async () => {
+    const r = await launcherRun(entry({ started: '', out: 'PID 1 - core\n', err: 'warn\n', status: '0\n' }), 5000);
+    expect(r).toEqual({ out: 'PID 1 - core\n', err: 'warn\n', status: 0, timedOut: false });
+  });
+
+  it('killed by timeout -s KILL (exit 137): timed out, as runTool says it', async () => {
+    const r = await launcherRun(entry({ started: '', out: 'PID 1 - core\nTID 1:\n', status: '137\n' }), 1000);
+    expect(r).toMatchObject({ status: 137, timedOut: true, error: 'timed out after 1000 ms' });
+  });
+
+  it('output at the cap: cut there, said so', async () => {
+    const r = await launcherRun(entry({ started: '', out: Buffer.alloc(MAX_BACKTRACE_OUTPUT_BYTES + 100, 0x61), status: '1\n' }), 1000);
+    expect(r.out.length).toBe(MAX_BACKTRACE_OUTPUT_BYTES);
+    expect(r.error).toBe(`output over ${MAX_BACKTRACE_OUTPUT_BYTES} bytes, cut there`);
+  });
+
+  it('waits for the status to appear (the launcher renames it into place once eu-stack is done)', async () => {
+    const d = entry({ started: '', out: 'late\n' });
+    setTimeout(() => writeFileSync(join(d, LAUNCHER_TRACE.status), '0\n'), 150);
+    const t0 = Date.now();
+    const r = await launcherRun(d, 5000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+    expect(r).toMatchObject({ out: 'late\n', status: 0, timedOut: false });
+  });
+
+  it('a status that never comes: timed out a little after the budget, not waited for forever', async () => {
+    const t0 = Date.now();
+    const r = await launcherRun(entry({ started: '' }), 100);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(r).toMatchObject({ status: null, timedOut: true, out: '' });
+    expect(r.error).toMatch(/did not finish within 100 ms/);
+  });
+
+  it('a status that is not a number: no status', async () => {
+    const r = await launcherRun(entry({ started: '', status: 'x; rm -rf /\n' }), 1000);
+    expect(r.status).toBeNull();
+    expect(r.timedOut).toBe(false);
   });
 });

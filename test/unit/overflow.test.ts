@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../lib/config.js';
 import { parsePidStat } from '../../lib/procfs.js';
-import { launcherScript, overflowParams } from '../../handler/install.js';
+import { launcherScript, overflowParams, type LauncherTrace } from '../../handler/install.js';
 import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
 import { CORE_PREFIX_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
@@ -30,6 +30,9 @@ afterEach(() => {
 function startOf(pid: number): number {
   return parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))!.startTime;
 }
+
+const HAS_GDB = spawnSync('gdb', ['--version'], { stdio: 'ignore' }).status === 0;
+const HAS_EU_STACK = spawnSync('eu-stack', ['--version'], { stdio: 'ignore' }).status === 0;
 
 const HOSTILE_ARG = `it's "$(touch /tmp/fbx-pwned)" \`id\` ; rm -rf / \n next-line`;
 
@@ -55,7 +58,7 @@ interface Setup {
   incoming: string;
 }
 
-function setUp(yamlExtra = '', opts: { cap?: number | null } = {}): Setup {
+function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<LauncherTrace> } = {}): Setup {
   const cap = opts.cap === undefined ? 1 : opts.cap;
   const dir = mkdtempSync(join(tmpdir(), 'fbx-overflow-'));
   dirs.push(dir);
@@ -73,7 +76,9 @@ function setUp(yamlExtra = '', opts: { cap?: number | null } = {}): Setup {
   // This process counts as a live handler storing a core: the cap (1) is reached.
   writeFileSync(join(incoming, HANDLERS_DIR, `${process.pid}-${startOf(process.pid)}`), '');
   const launcher = join(dir, 'core-handler');
-  writeFileSync(launcher, launcherScript(process.execPath, HANDLER, configPath, overflowParams(cfg)), { mode: 0o700 });
+  const params = overflowParams(cfg);
+  if (opts.trace && params.trace) params.trace = { ...params.trace, ...opts.trace };
+  writeFileSync(launcher, launcherScript(process.execPath, HANDLER, configPath, params), { mode: 0o700 });
   return { dir, cfg, configPath, launcher, incoming };
 }
 
@@ -281,6 +286,47 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(m!.core).toMatchObject({ stored: false, reason: 'rlimit', size: 0 });
     expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
     expect(m!.process!.procVerified).toBe(true);
+    expect(entries(s.incoming)).toEqual([]);
+  });
+
+  /** A real ELF core of the live target, made by gdb (gcore), as the kernel would send it. */
+  function gcore(s: Setup, pid: number): Buffer {
+    const out = join(s.dir, 'target.core');
+    const r = spawnSync('gdb', ['-batch', '-nx', '-ex', `generate-core-file ${out}`, '-p', String(pid)], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const core = readFileSync(out);
+    expect(core.length).toBeLessThan(CORE_PREFIX_BYTES); // read whole by the launcher
+    return core;
+  }
+
+  it.skipIf(!HAS_GDB || !HAS_EU_STACK)('a real ELF core read whole: the launcher\'s eu-stack takes the stack trace while node starts', async () => {
+    const s = setUp('', { cap: null });
+    const t = await target();
+    expect(launch(s, t.pid!, { core: gcore(s, t.pid!) }).status).toBe(0);
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.handler.launcher).toBe('released');
+    expect(m!.timings.backtraceByLauncher).toBe(1);
+    expect(m!.backtrace?.tool).toBe('eu-stack');
+    expect(m!.backtrace!.frames.some((f) => /sleep/.test(f.fn ?? ''))).toBe(true);
+    expect(m!.modules.some((x) => x.buildId !== null)).toBe(true);
+    expect(m!.warnings.filter((w) => /stack trace|eu-stack|gdb/.test(w))).toEqual([]);
+    expect(entries(s.incoming)).toEqual([]);
+  });
+
+  it.skipIf(!HAS_GDB || !HAS_EU_STACK)('the launcher\'s eu-stack hangs: killed at its budget, node says so and gdb takes over', async () => {
+    // Faked: an eu-stack that never finishes (as on a module path that is a FIFO nobody opens).
+    const hang = join(tmpdir(), `fbx-hang-${process.pid}.sh`);
+    writeFileSync(hang, '#!/bin/sh\nexec sleep 60\n', { mode: 0o755 });
+    dirs.push(hang);
+    const s = setUp('', { cap: null, trace: { euStack: hang, seconds: 1 } });
+    const t = await target();
+    const t0 = Date.now();
+    expect(launch(s, t.pid!, { core: gcore(s, t.pid!) }).status).toBe(0);
+    const [m] = bundles(s.cfg.store.root);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(m!.timings.backtraceByLauncher).toBe(1);
+    expect(m!.warnings).toContain('eu-stack timed out; gdb ran without shared libraries');
+    expect(m!.backtrace?.tool).toBe('gdb');
     expect(entries(s.incoming)).toEqual([]);
   });
 
