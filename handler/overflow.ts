@@ -44,15 +44,11 @@ import { MAX_PROC_FILE_BYTES, PROC_FILES, pidFromFdinfo, type ProcSource } from 
 import { ddMessage } from './core-writer.js';
 import { processStartTime } from '../store/handler-slots.js';
 
-const ENTRY_RE = SPOOL_ENTRY_RE;
-const CLAIMED_RE = SPOOL_CLAIMED_RE;
 const MAX_LINKS_BYTES = OVERFLOW_FILE_MAX_BYTES;
 const MAX_SMALL_BYTES = 64 * 1024;
 
-const startTimeOf = (pid: number): number | null => processStartTime(pid);
-
 function alive(pid: number, start: number): boolean {
-  return startTimeOf(pid) === start;
+  return processStartTime(pid) === start;
 }
 
 function readSmall(dir: string, name: string): string | null {
@@ -195,7 +191,7 @@ function mtimeMs(dir: string, name: string): number | null {
  */
 export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; spooled: SpooledCrash; bundleId: string; warnings: string[] } {
   const parent = dirname(dir);
-  if (!isAbsolute(dir) || !ENTRY_RE.test(basename(dir)) || !parent.startsWith(`${OVERFLOW_BASE}/flightbox-incoming-`)) {
+  if (!isAbsolute(dir) || !SPOOL_ENTRY_RE.test(basename(dir)) || !parent.startsWith(`${OVERFLOW_BASE}/flightbox-incoming-`)) {
     throw new Error(`${JSON.stringify(dir)} is not an entry of the launcher's directory`);
   }
   checkSecureDir(parent);
@@ -260,7 +256,7 @@ function syncBundles(storeRoot: string, bundleDirs: readonly string[]): void {
 
 /** Our own claim suffix, "@<pid>-<start>". */
 function claimSuffix(): string | null {
-  const start = startTimeOf(process.pid);
+  const start = processStartTime(process.pid);
   return start === null ? null : `@${process.pid}-${start}`;
 }
 
@@ -268,7 +264,7 @@ function claimSuffix(): string | null {
 function heldLock(dir: string): string | null {
   for (const name of DRAIN_LOCKS) {
     const holder = parseOwner(readSmall(dir, name));
-    if (holder && holder.pid === process.pid && holder.start === startTimeOf(process.pid)) return name;
+    if (holder && holder.pid === process.pid && holder.start === processStartTime(process.pid)) return name;
   }
   return null;
 }
@@ -326,8 +322,8 @@ function takeable(dir: string, minAgeMs: number, now: number): string[] {
   }
   const out: string[] = [];
   for (const name of names.sort()) {
-    const entry = ENTRY_RE.exec(name);
-    const claimed = CLAIMED_RE.exec(name);
+    const entry = SPOOL_ENTRY_RE.exec(name);
+    const claimed = SPOOL_CLAIMED_RE.exec(name);
     if (!entry && !claimed) continue;
     const path = join(dir, name);
     try {
@@ -406,7 +402,7 @@ export async function drainIncoming(cfg: Config, opts: DrainOptions = {}): Promi
         store ??= new Store(cfg.store.root, { create: true, busyTimeoutMs: cfg.store.busyTimeoutMs });
         const done: { entry: string; bundleDir: string }[] = [];
         for (const name of names.slice(0, DRAIN_BATCH)) {
-          const base = CLAIMED_RE.exec(name)?.[1] ?? name;
+          const base = SPOOL_CLAIMED_RE.exec(name)?.[1] ?? name;
           const claimed = join(dir, `${base}${own}`);
           try {
             renameSync(join(dir, name), claimed);

@@ -7,7 +7,7 @@
 //
 // Like trace-cmd's, reading trace_pipe_raw consumes the events: afterwards the history lives
 // in the file only. The caller falls back to trace-cmd or to the text of what remains.
-import { closeSync, constants, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, ftruncateSync, openSync, readFileSync, readSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../lib/errors.js';
 import { createExclusive } from '../lib/safe-fs.js';
@@ -126,10 +126,10 @@ export function traceDatHeader(parts: {
 const PAGES_PER_TURN = 256;
 
 /**
- * Write `dir/name` from the frozen instance. The header is read first (nothing consumed if
- * that fails); then each CPU's pages go straight to the file, each CPU into a region the
- * size of its ring buffer (what it cannot exceed; the unused rest stays a hole), and the
- * offsets table last. Memory: one page. Throws on error, after removing its partial file.
+ * Write `dir/name` (not synced) from the frozen instance. The header is read first (nothing
+ * consumed if that fails); then each CPU's pages go straight to the file, each CPU into a
+ * region the size of its ring buffer (what it cannot exceed), then moved together so that no
+ * hole is left, and the offsets table last. Memory: one page. Throws on error, after removing its partial file.
  */
 export async function writeTraceDat(opts: {
   instanceDir: string; tracefsRoot: string; events: readonly string[]; dir: string; name: string; deadline: number; bufferBytesPerCpu: number; now?: () => number;
@@ -225,7 +225,7 @@ export async function writeTraceDat(opts: {
     ftruncateSync(fd, at);
     writeAt(Buffer.concat(sizes.map((sz, i) => Buffer.concat([u64(offsets[i]!), u64(sz)]))), header.length);
     const bytes = at;
-    fsyncSync(fd);
+    // Not synced here: the caller keeps this file or a compressed copy of it, and syncs that.
     ok = true;
     return { bytes, cpuBytes: sizes, cutAtDeadline: cut };
   } finally {
