@@ -141,6 +141,8 @@ export interface SpooledCrash {
   prefixMessage: string | null;
   /** the entry, when the launcher started eu-stack on the core it read whole (handler/install.ts trace()) */
   traceDir: string | null;
+  /** the size the launcher gave the core's pipe (handler/install.ts pipe()); null: it did not */
+  pipeBytes: number | null;
 }
 
 export interface OverflowCrash {
@@ -344,7 +346,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     releaseInput(stdinFd);
     timings.holdMs = (spooled?.releasedMs ?? now()) - t0;
     if (spooled?.procMs) timings.procMs = spooled.procMs - t0;
-    log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs, byLauncher: spooled?.releasedMs !== undefined && spooled.releasedMs !== null }, 'Core read, process released');
+    log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs, byLauncher: spooled?.releasedMs !== undefined && spooled.releasedMs !== null, pipeBytes: spooled?.pipeBytes ?? null }, 'Core read, process released');
   }
   try {
     setPriority(10);
@@ -591,7 +593,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     files: [],
     handler: overflow
       ? { version: VERSION, pid: overflow.launcherPid, overflow: true }
-      : { version: VERSION, pid: process.pid, ...codeCacheState(), ...(spooled ? { launcher: spooled.releasedMs !== null ? 'released' as const : 'prefix' as const } : {}) },
+      : { version: VERSION, pid: process.pid, ...codeCacheState(), ...(spooled ? { launcher: spooled.releasedMs !== null ? 'released' as const : 'prefix' as const } : {}), ...(spooled?.pipeBytes ? { pipeBytes: spooled.pipeBytes } : {}) },
   };
   // Crash mail is queued in the same transaction as the event; the daemon delivers it.
   let mail: OutboxRequest[] = [];

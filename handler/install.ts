@@ -19,7 +19,7 @@ import { SEARCH_PATH, findProgram } from '../lib/programs.js';
 import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_TRACE, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
+import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -92,6 +92,14 @@ export interface OverflowParams {
   honourRlimit: boolean;
   /** eu-stack started by the launcher on a core it read whole; null: node runs it */
   trace: LauncherTrace | null;
+  /** the core's pipe enlarged by the launcher once the core is longer than its prefix; null: left at the kernel's size */
+  pipe: LauncherPipe | null;
+}
+
+/** perl (absolute path) sets the pipe's size (F_SETPIPE_SZ): no shell or coreutils program can. */
+export interface LauncherPipe {
+  perl: string;
+  bytes: number;
 }
 
 /** The programs the launcher's eu-stack is run with (absolute paths), and its time budget in seconds. */
@@ -106,7 +114,34 @@ export function overflowParams(cfg: Config): OverflowParams {
   return {
     storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ, honourRlimit: cfg.core.honourRlimit,
     trace: launcherTrace(cfg),
+    pipe: launcherPipe(cfg),
   };
+}
+
+function launcherPipe(cfg: Config): LauncherPipe | null {
+  const perl = cfg.core.pipeBufferBytes === null ? null : findProgram('perl');
+  return perl ? { perl, bytes: cfg.core.pipeBufferBytes! } : null;
+}
+
+/** F_SETPIPE_SZ and F_GETPIPE_SZ (linux/fcntl.h: F_LINUX_SPECIFIC_BASE + 7 and + 8, on every architecture). */
+const F_SETPIPE_SZ = 1031;
+const F_GETPIPE_SZ = 1032;
+
+/**
+ * The launcher's pipe(): the kernel's pipe of a core longer than the prefix (its stdin) made
+ * \`bytes\` big, or as big as the kernel allows (halving until it takes it: the ring's array
+ * may not be allocatable at once). Root may exceed fs.pipe-max-size. The size it got goes to
+ * "pipe" for the manifest. perl runs a fixed program on its stdin only; nothing from the
+ * crashed process reaches its command line, and its environment is the kernel's.
+ */
+function pipeFunction(p: LauncherPipe): string[] {
+  return [
+    '# a core longer than the prefix: its pipe made bigger, so that the kernel goes on writing',
+    '# while node starts and while the core is written to disk (handler/install.ts pipeFunction)',
+    'pipe() {',
+    `  ${shellQuote(p.perl)} -e 'for ($n = ${p.bytes}; $n >= 65536; $n >>= 1) { last if fcntl(STDIN, ${F_SETPIPE_SZ}, $n) } print fcntl(STDIN, ${F_GETPIPE_SZ}, 0) + 0, "\\n"' >"$d/${LAUNCHER_PIPE_FILE}" 2>/dev/null`,
+    '}',
+  ];
 }
 
 /** When the stack trace would be eu-stack's and env, timeout and eu-stack are all there. */
@@ -258,6 +293,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  exit 0',
     '}',
     ...(params.trace ? traceFunction(params.trace) : []),
+    ...(params.pipe ? pipeFunction(params.pipe) : []),
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
     '  entry "$@" || return 0',
@@ -271,7 +307,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  # (dd failed: node keeps what it wrote and says so; it could not have been written.)',
     '  if [ "$rc" = 0 ]; then',
     '    case $recs in',
-    '      1+*) ;;',
+    `      1+*)${params.pipe ? ' pipe' : ''} ;;`,
     `      *) exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''} ;;`,
     '    esac',
     '  fi',

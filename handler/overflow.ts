@@ -36,7 +36,7 @@ import { findProgram } from '../lib/programs.js';
 import { checkSecureDir, fsyncDir, readNoFollow, syncTree, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { SPOOL_DIR, Store } from '../store/store.js';
-import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_TRACE, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
 
 export { DRAIN_LOCKS, FAILED_PREFIX };
 import { captureCrash, type SpooledCrash } from './capture.js';
@@ -185,6 +185,13 @@ function mtimeMs(dir: string, name: string): number | null {
   }
 }
 
+/** The pipe's size as the launcher's perl printed it: digits and a newline; anything else (it did not run, or failed) is null. */
+export function pipeBytes(text: string | null): number | null {
+  const m = text === null ? null : /^(\d{1,12})\n?$/.exec(text);
+  const n = m ? Number(m[1]) : 0;
+  return n > 0 ? n : null;
+}
+
 /**
  * The crash the launcher began in `dir` and exec'd into `--spooled` for: its arguments and
  * what it copied. Throws when the directory is not one of a launcher's entries.
@@ -220,6 +227,7 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
       prefixStatus,
       prefixMessage: prefixStatus === 0 ? null : ddMessage(readSmall(dir, 'dd') ?? ''),
       traceDir: existsSync(join(dir, LAUNCHER_TRACE.started)) ? dir : null,
+      pipeBytes: pipeBytes(readSmall(dir, LAUNCHER_PIPE_FILE)),
     },
   };
 }

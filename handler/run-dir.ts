@@ -20,6 +20,9 @@ export const DRAIN_LOCKS = ['.drain', '.drain2'] as const;
  */
 export const CORE_PREFIX_BYTES = 8 * 1024 * 1024;
 
+/** The launcher's record of the size it gave the core's pipe (handler/install.ts pipeFunction). */
+export const LAUNCHER_PIPE_FILE = 'pipe';
+
 /** The fd on which the launcher hands node the crashed process's executable (/proc/<pid>/exe). */
 export const LAUNCHER_EXE_FD = 9;
 

@@ -116,8 +116,10 @@ export interface Manifest {
    * launcher: the launcher copied /proc before node started (handler/install.ts) and either
    * released the process (it read the whole core, or none was to be kept) or read the core's
    * first part, node the rest.
+   * pipeBytes: the size the launcher gave the core's pipe, for a core longer than its first part
+   * (core.pipeBuffer); absent: the kernel's 64 KiB.
    */
-  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true; launcher?: 'released' | 'prefix' };
+  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true; launcher?: 'released' | 'prefix'; pipeBytes?: number };
 }
 
 /** The host part of a manifest: read once per event. */

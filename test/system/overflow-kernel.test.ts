@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CORE_PIPE_BYTES } from '../../lib/config.js';
 import { parsePidStat } from '../../lib/procfs.js';
 import { CORE_PREFIX_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { CLI, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
@@ -19,7 +20,7 @@ interface Manifest {
   timings: Record<string, number>;
   process: { pid: number; exe: string; cmdline: string[]; signalName: string; procVerified: boolean };
   core: { stored: boolean; reason: string | null; size: number; truncated: boolean };
-  handler: { pid: number; overflow?: boolean; launcher?: string };
+  handler: { pid: number; overflow?: boolean; launcher?: string; pipeBytes?: number };
   files: { path: string }[];
   warnings: string[];
 }
@@ -108,6 +109,9 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     expect(c.signal).toBe('SIGSEGV');
     const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 60_000);
     expect(m.handler.launcher).toBe('prefix');
+    // the launcher made the kernel's pipe 16 MiB (core.pipeBuffer), beyond fs.pipe-max-size:
+    // the kernel's helper may (CAP_SYS_RESOURCE)
+    expect(m.handler.pipeBytes).toBe(DEFAULT_CORE_PIPE_BYTES);
     // the core went on past the launcher's part: node took the stack trace itself
     expect(m.timings.backtraceByLauncher).toBeUndefined();
     expect(m.core).toMatchObject({ stored: true, truncated: false });

@@ -106,6 +106,7 @@ describe('loadConfig: valid files', () => {
         '  honourRlimit: false',
         '  maxPerExePerHour: 3',
         '  maxConcurrent: 4',
+        '  pipeBuffer: 4MiB',
         'capture:',
         '  environ: false',
         '  userAccess: false',
@@ -148,7 +149,7 @@ describe('loadConfig: valid files', () => {
       ...d,
       source: r.path,
       store: { root: '/srv/flightbox', busyTimeoutMs: 2000 },
-      core: { maxSizeBytes: 500_000_000, compress: 'gzip', level: 9, honourRlimit: false, maxPerExePerHour: 3, maxConcurrent: 4 },
+      core: { maxSizeBytes: 500_000_000, compress: 'gzip', level: 9, honourRlimit: false, maxPerExePerHour: 3, maxConcurrent: 4, pipeBufferBytes: 4 * 1024 ** 2 },
       capture: { environ: false, userAccess: false },
       backtrace: { tool: 'gdb', timeoutMs: 90_000 },
       install: { launcher: '/usr/local/lib/flightbox/core-handler', sysctlDropIn: null },
@@ -274,6 +275,23 @@ describe('loadConfig: each key, valid and invalid', () => {
       expect(r.errors[0]).toMatchObject({ key: 'recorders.ftrace.maxEventRate', file: r.path, line: 3 });
       expect(r.errors[0]!.message).toMatch(message);
       expect(r.config.recorders.ftrace.maxEventRate).toBe(defaultConfig().recorders.ftrace.maxEventRate);
+    },
+  );
+
+  it.each<[string, number | null]>([['1MiB', 1024 ** 2], ['null', null], ['64KiB', 64 * 1024], ['256MiB', 256 * 1024 ** 2]])('core.pipeBuffer: %s is accepted', (yaml, expected) => {
+    const r = load(`core:\n  pipeBuffer: ${yaml}\n`);
+    expect(r.errors).toEqual([]);
+    expect(r.config.core.pipeBufferBytes).toBe(expected);
+  });
+
+  it.each<[string, RegExp]>([['32KiB', /from 64 KiB to 256 MiB, or null, got "32KiB"/], ['1GiB', /got "1GiB"/], ['big', /got "big"/], ['-1', /got -1/]])(
+    'core.pipeBuffer: %s is rejected with its file, line and key',
+    (yaml, message) => {
+      const r = load(`store:\n  busyTimeout: 2s\ncore:\n  pipeBuffer: ${yaml}\n`);
+      expect(r.errors).toHaveLength(1);
+      expect(r.errors[0]).toMatchObject({ key: 'core.pipeBuffer', file: r.path, line: 4 });
+      expect(r.errors[0]!.message).toMatch(message);
+      expect(r.config.core.pipeBufferBytes).toBe(defaultConfig().core.pipeBufferBytes);
     },
   );
 

@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../lib/config.js';
 import { parsePidStat } from '../../lib/procfs.js';
 import { launcherScript, overflowParams, type LauncherTrace } from '../../handler/install.js';
-import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks } from '../../handler/overflow.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks, pipeBytes } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
 import { CORE_PREFIX_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
@@ -58,7 +58,7 @@ interface Setup {
   incoming: string;
 }
 
-function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<LauncherTrace> } = {}): Setup {
+function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<LauncherTrace>; pipeBuffer?: number | null } = {}): Setup {
   const cap = opts.cap === undefined ? 1 : opts.cap;
   const dir = mkdtempSync(join(tmpdir(), 'fbx-overflow-'));
   dirs.push(dir);
@@ -69,6 +69,7 @@ function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<Laun
   cfg.store.root = root;
   cfg.core.maxConcurrent = cap;
   cfg.core.maxPerExePerHour = null;
+  if (opts.pipeBuffer !== undefined) cfg.core.pipeBufferBytes = opts.pipeBuffer;
   new Store(root, { create: true, busyTimeoutMs: 1000 }).close();
   const incoming = overflowDir(root);
   dirs.push(incoming);
@@ -83,9 +84,16 @@ function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<Laun
 }
 
 /** Run the launcher as the kernel would for a crash of `pid` (signal 11, now), `core` on its stdin. */
-function launch(s: Setup, pid: number, extra: { hostname?: string; rlimit?: string; core?: Buffer } = {}): { status: number | null; stderr: string } {
+function launch(s: Setup, pid: number, extra: { hostname?: string; rlimit?: string; core?: Buffer; realPipe?: boolean } = {}): { status: number | null; stderr: string } {
   const now = Math.floor(Date.now() / 1000);
   const args = [String(pid), String(pid), String(pid), '0', '0', '11', String(now), extra.rlimit ?? '18446744073709551615', extra.hostname ?? 'host', '1', ''];
+  if (extra.realPipe) {
+    // node hands a child a socket, not a pipe, for its stdin: the kernel's pipe from cat
+    const file = join(s.dir, 'core.in');
+    writeFileSync(file, extra.core ?? '');
+    const r = spawnSync('/bin/sh', ['-c', 'f=$1; shift; cat "$f" | "$@"', 'sh', file, s.launcher, ...args], { encoding: 'utf8', timeout: 60_000, maxBuffer: 1 << 20 });
+    return { status: r.status, stderr: r.stderr };
+  }
   // stdin: a pipe nobody writes to, as the kernel's would be before the core
   const r = spawnSync(s.launcher, args, { input: extra.core ?? '', encoding: 'utf8', timeout: 60_000, maxBuffer: 1 << 20 });
   return { status: r.status, stderr: r.stderr };
@@ -229,6 +237,35 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(m.warnings.join('\n')).not.toMatch(/was cut/); // the core's part is not a /proc copy
       // the launcher's copy is gone once the bundle is published
       expect(entries(s.incoming)).toEqual([]);
+    });
+  }
+
+  // core.pipeBuffer: the kernel's pipe of a core longer than the launcher's part made bigger
+  // (perl, F_SETPIPE_SZ), so that the kernel goes on writing while node starts. The size the
+  // manifest names is the kernel's answer (a power of two), not the config's.
+  // Beyond fs.pipe-max-size the kernel wants CAP_SYS_RESOURCE, which the kernel's helper has
+  // and a test's process may not: there the launcher settles for the largest size allowed.
+  const HAS_PERL = spawnSync('perl', ['-e', '1']).status === 0;
+  const capEff = BigInt('0x' + (/^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'));
+  const pipeMax = Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8'));
+  const allowed16 = (capEff >> 24n) & 1n ? 16 * 1024 * 1024 : 2 ** Math.floor(Math.log2(Math.min(pipeMax, 16 * 1024 * 1024)));
+  for (const [what, size, pipeBuffer, expected] of [
+    [`a core longer than its part: the default 16 MiB (here ${allowed16} bytes)`, CORE_PREFIX_BYTES + 3 * 1024 * 1024 + 5, undefined, allowed16],
+    ['300 KiB asked: the kernel rounds it up to 512 KiB', CORE_PREFIX_BYTES + 1024 * 1024, 300 * 1024, 512 * 1024],
+    ['pipeBuffer null: left at the kernel\'s size', CORE_PREFIX_BYTES + 1024 * 1024, null, undefined],
+    ['a core within its part: never enlarged', 2 * 1024 * 1024, undefined, undefined],
+  ] as const) {
+    it.skipIf(!HAS_PERL)(`the core's pipe, ${what}; the core stored byte for byte`, async () => {
+      const s = setUp('', { cap: null, pipeBuffer });
+      expect(readFileSync(s.launcher, 'utf8').includes('pipe()')).toBe(pipeBuffer !== null);
+      const t = await target();
+      const core = randomBytes(size);
+      const r = launch(s, t.pid!, { core, realPipe: true });
+      expect(r.status).toBe(0);
+      const { m, bytes } = storedCore(s);
+      expect(m.handler.pipeBytes).toBe(expected);
+      expect(m.core).toMatchObject({ stored: true, size, truncated: false });
+      expect(bytes.equals(core)).toBe(true);
     });
   }
 
@@ -435,6 +472,15 @@ describe.skipIf(!IS_ROOT)('the drainer', () => {
     writeFileSync(join(s.entry, 'writer'), `${process.pid} ${startOf(process.pid)}\n`); // a live writer
     expect(await drainIncoming(s.cfg)).toEqual({ bundles: 0, failed: 0 });
     expect(existsSync(s.entry)).toBe(true);
+  });
+});
+
+describe('pipeBytes (the size the launcher\'s perl printed)', () => {
+  it.each<[string | null, number | null]>([
+    ['16777216\n', 16_777_216], ['65536', 65_536], ['0\n', null], ['', null], [null, null],
+    ['1e9\n', null], ['-5\n', null], ['16777216\n16777216\n', null], ['1234567890123\n', null], [' 4096\n', null],
+  ])('%j -> %s', (text, expected) => {
+    expect(pipeBytes(text)).toBe(expected);
   });
 });
 
