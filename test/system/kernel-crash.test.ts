@@ -2,7 +2,7 @@
 // programs, and find each crash bundled, indexed and debuggable. core_pattern is restored
 // whatever happens.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, FIXTURES, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
@@ -20,7 +20,7 @@ interface EventJson {
 interface ManifestJson {
   id: string;
   process: { pid: number; tid: number; signal: number; exe: string; comm: string; cmdline: string[]; uid: number };
-  core: { stored: boolean; file: string; elf: boolean; truncated: boolean; size: number };
+  core: { stored: boolean; file: string; elf: boolean; truncated: boolean; size: number; sparseBytes: number; storedSize: number };
   backtrace: { tool: string; crashingTid: number; frames: { fn: string | null }[]; threads: number } | null;
   signature: { text: string; hash: string };
   files: { path: string; size: number; sha256: string }[];
@@ -96,6 +96,35 @@ describe.skipIf(!IS_ROOT)('crashes through the real kernel core_pattern', () => 
     const info = runCli([...cfgArgs(), 'info', e.id]);
     expect(info.code).toBe(0);
     expect(info.stdout).toMatch(/flightbox_crash_here/);
+  });
+
+  it('a core that is mostly holes: the long ones stored as frames of zeros, the core whole', async () => {
+    const bin = buildCrasher('sparse-segv');
+    const addrFile = join(store.dir, 'sparse-addr');
+    const c = await crash(bin, [addrFile]);
+    expect(c.signal).toBe('SIGSEGV');
+    const addr = readFileSync(addrFile, 'utf8').trim();
+    expect(addr).toMatch(/^0x[0-9a-f]+$/);
+    const e = await waitFor('the sparse crash in the index', () => eventOf(c.pid));
+    const m = manifestOf(e);
+    expect(m.core).toMatchObject({ stored: true, file: 'core.zst', truncated: false });
+    expect(m.core.sparseBytes).toBeGreaterThan(64 * 1024 * 1024);
+    // several frames: zstd's for the data, hand-made ones for the 8 MiB and longer holes
+    const l = spawnSync('zstd', ['-l', join(store.root, e.bundle, 'core.zst')], { encoding: 'utf8' });
+    expect(l.status).toBe(0);
+    const frames = Number(/^\s*(\d+)\s/m.exec(l.stdout.split('\n').slice(1).join('\n'))?.[1]);
+    expect(frames).toBeGreaterThanOrEqual(3);
+    expect(m.core.storedSize).toBeLessThan(2 * 1024 * 1024);
+    // the dumped core has the marker where the process had it, and zeros around it
+    const out = join(store.dir, `core-${e.id}`);
+    const d = runCli([...cfgArgs(), 'dump', e.id, '-o', out]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(statSync(out).size).toBe(m.core.size);
+    const g = spawnSync('gdb', ['-batch', '-nx', '-iex', 'set debuginfod enabled off', '-ex', `x/2gx ${addr}`, '-ex', `x/2gx ${addr} - 0x1000000`, '-ex', `x/2gx ${addr} + 0x1000000`, bin, out], { encoding: 'utf8' });
+    expect(g.status).toBe(0);
+    const words = [...g.stdout.matchAll(/:\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)/g)].map((x) => [BigInt(x[1]!), BigInt(x[2]!)]);
+    expect(words).toEqual([[0x5ca1ab1ef1a7b0c5n, BigInt(c.pid)], [0n, 0n], [0n, 0n]]);
+    rmSync(out);
   });
 
   it('(b) a multi-threaded program that aborts in one thread', async () => {
