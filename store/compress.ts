@@ -149,15 +149,20 @@ export async function compressFd(inFd: number, outFd: number, method: CompressMe
   throw new FlightboxError('INTERNAL', 'compressFd called with method none');
 }
 
-/** Decompress a stored core file into `outFd` (a file or a pipe). */
-export async function decompressTo(corePath: string, outFd: number): Promise<void> {
+/**
+ * Decompress a stored core file into `outFd` (a file or a pipe). `sparse`: `outFd` is an
+ * empty file of our own, opened without O_APPEND, so zstd may seek over runs of zeros
+ * instead of writing them (a core of 1 GiB of zeros takes a few blocks, not 1 GiB).
+ */
+export async function decompressTo(corePath: string, outFd: number, opts: { sparse?: boolean } = {}): Promise<void> {
   const inFd = openSync(corePath, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const method = compressionOf(corePath);
     if (method === 'zstd') {
       const zstd = findProgram('zstd');
       if (!zstd) throw new FlightboxError('TOOL_MISSING', `${corePath} is zstd-compressed and the zstd program is not installed (apt-get install zstd)`);
-      await runWithFds(zstd, ['-q', '-d', '-c'], inFd, outFd);
+      const sparse = opts.sparse === true && fstatSync(outFd).isFile();
+      await runWithFds(zstd, ['-q', '-d', '-c', ...(sparse ? ['--sparse'] : [])], inFd, outFd);
     } else {
       const src = createReadStream('', { fd: inFd, autoClose: false, highWaterMark: 1 << 20 });
       const dst = createWriteStream('', { fd: outFd, autoClose: false, highWaterMark: 1 << 20 });

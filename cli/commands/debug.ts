@@ -29,7 +29,7 @@ export async function run(...args: unknown[]): Promise<number> {
     const corePath = join(tmp, 'core');
     const fd = openSync(corePath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
-      await decompressTo(join(dir, m.core.file), fd);
+      await decompressTo(join(dir, m.core.file), fd, { sparse: true });
     } finally {
       closeSync(fd);
     }

@@ -33,7 +33,8 @@ export async function run(...args: unknown[]): Promise<number> {
       throw new FlightboxError('USAGE', `cannot write ${opts.output}: ${(err as Error).message}`);
     }
     try {
-      await decompressTo(corePath, fd);
+      // our own new (or truncated) file: runs of zeros stay holes
+      await decompressTo(corePath, fd, { sparse: true });
     } catch (err) {
       closeSync(fd);
       try { unlinkSync(opts.output); } catch { /* ignore */ }

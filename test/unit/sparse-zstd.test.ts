@@ -7,7 +7,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { compressFd, sparsePieces } from '../../store/compress.js';
+import { compressFd, decompressTo, sparsePieces } from '../../store/compress.js';
 import { EXTENTS_PERL, MAX_DATA_PIECES, ZERO_FRAME_MIN_BYTES, parseExtents, planPieces, zeroFrame, type Extent } from '../../store/sparse-zstd.js';
 
 const MiB = 1024 * 1024;
@@ -226,5 +226,30 @@ describe.skipIf(!HAS_ZSTD || !HAS_PERL)('compressFd on real sparse files', () =>
     const z2 = await compressFile(dir, path, ZERO_FRAME_MIN_BYTES - 1);
     expect(zeroFrames(z2)).toBe(0);
     expect(zstdDecompress(z2).equals(content)).toBe(true);
+  });
+});
+
+describe.skipIf(!HAS_ZSTD)('decompressTo a file of our own', () => {
+  it('sparse: runs of zeros are left as holes; without it they are written; the bytes are the same', async () => {
+    const dir = tmp();
+    const content = Buffer.alloc(40 * MiB);
+    randomBytes(4096).copy(content, 0);
+    randomBytes(4096).copy(content, 30 * MiB);
+    const zst = join(dir, 'core.zst');
+    writeFileSync(zst, spawnSync('zstd', ['-q', '-c'], { input: content, maxBuffer: 64 * MiB }).stdout);
+    const blocks: Record<string, number> = {};
+    for (const sparse of [true, false]) {
+      const out = join(dir, `core.${sparse}`);
+      const fd = openSync(out, 'wx');
+      try {
+        await decompressTo(zst, fd, { sparse });
+      } finally {
+        closeSync(fd);
+      }
+      expect(readFileSync(out).equals(content)).toBe(true);
+      blocks[String(sparse)] = statSync(out).blocks * 512;
+    }
+    expect(blocks.true).toBeLessThan(4 * MiB);
+    expect(blocks.false).toBeGreaterThanOrEqual(40 * MiB);
   });
 });
