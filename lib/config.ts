@@ -26,8 +26,8 @@ export const DEFAULT_MAX_CONCURRENT_HANDLERS = 8;
 /**
  * The kernel's pipe of a core longer than the launcher's prefix is made this big, so that the
  * kernel goes on writing the core while node starts and while the handler writes to disk
- * instead of waiting for every 64 KiB to be read. 1 GiB of random data held 1.64 s with the
- * kernel's 64 KiB pipe, 0.88 s with 16 MiB (cat: 1.06 s); 256 MiB of text 648 -> 334 ms.
+ * instead of waiting for every 64 KiB to be read. 1 GiB of random data held 2.05 s with the
+ * kernel's 64 KiB pipe, 0.91 s with 16 MiB (cat: 1.29 s); 256 MiB of text 648 -> 334 ms.
  */
 export const DEFAULT_CORE_PIPE_BYTES = 16 * 1024 * 1024;
 export const MIN_CORE_PIPE_BYTES = 64 * 1024;
