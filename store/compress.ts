@@ -89,7 +89,9 @@ async function compressPieces(zstd: string, zstdArgs: string[], inFd: number, ou
     const z = spawn(zstd, zstdArgs, { stdio: [reader.stdout!, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
     // zstd has its own copy of dd's output: ours is closed before the event loop could read from it.
     reader.stdout!.destroy();
-    await Promise.all([finished(reader, dd), finished(z, zstd)]);
+    // Both ended before anything goes on (a failed dd must not leave zstd writing behind us).
+    const ends = await Promise.allSettled([finished(reader, dd), finished(z, zstd)]);
+    for (const e of ends) if (e.status === 'rejected') throw e.reason;
   }
 }
 
