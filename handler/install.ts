@@ -16,6 +16,7 @@ import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
+import { formatSize } from '../lib/units.js';
 import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
@@ -44,6 +45,12 @@ export interface InstallState {
   persistent: boolean;
   previous: { corePattern: string; corePipeLimit: string };
   dropIn: { path: string; previousContent: string | null } | null;
+  /**
+   * The size the launcher makes the pipe of a core longer than its prefix; null: left at the
+   * kernel's (why: corePipeWhy). Absent in states written before it existed.
+   */
+  corePipeBytes?: number | null;
+  corePipeWhy?: 'config' | 'no-perl';
 }
 
 export interface InstallOptions {
@@ -350,6 +357,18 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
   ].join('\n');
 }
 
+/** What `flightbox status` says of the core pipe: as installed, and whether the config now asks for something else. */
+export function corePipeLine(cfg: Config, state: InstallState | null): string | null {
+  if (!state || state.corePipeBytes === undefined) return null;
+  const kib64 = "64 KiB, the kernel's";
+  const now = state.corePipeBytes !== null
+    ? `${formatSize(state.corePipeBytes)} for cores longer than ${formatSize(CORE_PREFIX_BYTES)}`
+    : `${kib64} (${state.corePipeWhy === 'no-perl' ? 'perl was not found at install' : 'core.pipeBuffer: null'})`;
+  const wanted = cfg.core.pipeBufferBytes;
+  const stale = state.corePipeWhy !== 'no-perl' && wanted !== state.corePipeBytes;
+  return stale ? `${now}; the config now says ${wanted === null ? 'null' : formatSize(wanted)}: run flightbox install again` : now;
+}
+
 /** The launcher's directory, for `flightbox status`. */
 export interface OverflowStatus {
   dir: string;
@@ -443,6 +462,8 @@ export function installHandler(cfg: Config, opts: InstallOptions): { state: Inst
     persistent,
     previous,
     dropIn,
+    corePipeBytes: overflow.pipe?.bytes ?? null,
+    ...(overflow.pipe ? {} : { corePipeWhy: cfg.core.pipeBufferBytes === null ? 'config' as const : 'no-perl' as const }),
   };
   // State first: if anything below fails, uninstall still knows what to restore.
   writeFileAtomic(cfg.store.root, INSTALL_STATE_FILE, `${JSON.stringify(state, null, 2)}\n`, 0o600);

@@ -18,7 +18,8 @@ export async function run(...args: unknown[]): Promise<number> {
     `${alreadyInstalled ? 'Reinstalled' : 'Installed'} the crash handler: core_pattern is now ${state.pattern}\n` +
       `Crashes are stored in ${config.store.root}.\n` +
       (state.dropIn && state.persistent ? `Persisted in ${state.dropIn.path}.\n` : 'Not persisted: a reboot restores the previous pattern.\n') +
-      `"flightbox uninstall" restores ${JSON.stringify(state.previous.corePattern)}.\n`,
+      `"flightbox uninstall" restores ${JSON.stringify(state.previous.corePattern)}.\n` +
+      (state.corePipeWhy === 'no-perl' ? 'perl was not found: the pipe of a big core stays at the kernel\'s 64 KiB, which holds a crashed process longer (core.pipeBuffer).\n' : ''),
   );
   return 0;
 }

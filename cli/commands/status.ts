@@ -3,7 +3,7 @@ import { socketPath } from '../../lib/config.js';
 import { controlRequest } from '../../lib/control-client.js';
 import { messageOf } from '../../lib/errors.js';
 import { formatSize } from '../../lib/units.js';
-import { handlerStatus, overflowStatus } from '../../handler/install.js';
+import { corePipeLine, handlerStatus, overflowStatus } from '../../handler/install.js';
 import { Store } from '../../store/store.js';
 import { invocation } from '../args.js';
 import { loadCliConfig } from '../context.js';
@@ -32,6 +32,7 @@ export async function run(...args: unknown[]): Promise<number> {
   const { config, path } = loadCliConfig(opts);
   const handler = handlerStatus(config);
   const overflow = overflowStatus(config);
+  const pipe = corePipeLine(config, handler.state);
   let daemon: Record<string, unknown> | null = null;
   let daemonError: string | null = null;
   try {
@@ -63,6 +64,7 @@ export async function run(...args: unknown[]): Promise<number> {
     `core_pattern:    ${handler.corePattern}`,
     `core_pipe_limit: ${handler.corePipeLimit}`,
     `Launcher spool:  ${overflowLine(overflow)}`,
+    ...(pipe ? [`Core pipe:       ${pipe}`] : []),
     `Daemon:          ${daemon ? `running (pid ${String(daemon.pid)}, since ${String(daemon.startedAt)})${daemon.frozen ? ', recorders frozen' : ''}` : `not running (${daemonError})`}`,
   ];
   for (const r of (daemon?.recorders as RecorderLine[] | undefined) ?? []) {

@@ -86,6 +86,29 @@ describe.skipIf(!IS_ROOT)('flightbox install / uninstall', () => {
     expect(read(CORE_PATTERN)).toBe(before);
   });
 
+  it('status names the core pipe as installed, and says when the config asks for another size', () => {
+    const cfg = ['--config', store.configPath];
+    const status = (): string => runCli([...cfg, 'status']).stdout;
+    const setPipe = (v: string): void => {
+      const text = readFileSync(store.configPath, 'utf8').replace(/^  pipeBuffer: .*\n/m, '');
+      writeFileSync(store.configPath, text.replace(/^core:\n/m, `core:\n  pipeBuffer: ${v}\n`));
+    };
+    const launcher = join(store.root, 'core-handler');
+    expect(runCli([...cfg, 'install', '--no-persist']).code).toBe(0);
+    expect(status()).toMatch(/^Core pipe: +16 MiB for cores longer than 8\.0 MiB$/m);
+    expect(readFileSync(launcher, 'utf8')).toMatch(/fcntl\(STDIN, 1031, \$n\)/);
+    setPipe('4MiB');
+    expect(status()).toMatch(/^Core pipe: +16 MiB for cores longer than 8\.0 MiB; the config now says 4\.0 MiB: run flightbox install again$/m);
+    expect(runCli([...cfg, 'install', '--no-persist']).code).toBe(0);
+    expect(status()).toMatch(/^Core pipe: +4\.0 MiB for cores longer than 8\.0 MiB$/m);
+    expect(readFileSync(launcher, 'utf8')).toContain('$n = 4194304;');
+    setPipe('null');
+    expect(runCli([...cfg, 'install', '--no-persist']).code).toBe(0);
+    expect(status()).toMatch(/^Core pipe: +64 KiB, the kernel's \(core\.pipeBuffer: null\)$/m);
+    expect(readFileSync(launcher, 'utf8')).not.toContain('pipe()');
+    expect(runCli([...cfg, 'uninstall']).code).toBe(0);
+  });
+
   it('does not clobber a pattern someone else set after install', () => {
     expect(runCli(['--config', store.configPath, 'install']).code).toBe(0);
     writeFileSync(CORE_PATTERN, 'core.%p\n');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../lib/config.js';
 import { parsePidStat } from '../../lib/procfs.js';
-import { launcherScript, overflowParams, type LauncherTrace } from '../../handler/install.js';
+import { corePipeLine, launcherScript, overflowParams, type InstallState, type LauncherTrace } from '../../handler/install.js';
 import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks, pipeBytes } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
 import { CORE_PREFIX_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
@@ -472,6 +472,31 @@ describe.skipIf(!IS_ROOT)('the drainer', () => {
     writeFileSync(join(s.entry, 'writer'), `${process.pid} ${startOf(process.pid)}\n`); // a live writer
     expect(await drainIncoming(s.cfg)).toEqual({ bundles: 0, failed: 0 });
     expect(existsSync(s.entry)).toBe(true);
+  });
+});
+
+describe('corePipeLine (flightbox status)', () => {
+  const state = (extra: Partial<InstallState>): InstallState => ({
+    version: 1, installedAt: '', pattern: '', launcher: '', configPath: null, persistent: false,
+    previous: { corePattern: 'core', corePipeLimit: '0' }, dropIn: null, ...extra,
+  });
+  const cfg = (bytes: number | null): Config => {
+    const c = defaultConfig();
+    c.core.pipeBufferBytes = bytes;
+    return c;
+  };
+  it.each<[string, Partial<InstallState>, number | null, string | null]>([
+    ['as installed', { corePipeBytes: 16 << 20 }, 16 << 20, '16 MiB for cores longer than 8.0 MiB'],
+    ['the config changed since', { corePipeBytes: 16 << 20 }, 4 << 20, '16 MiB for cores longer than 8.0 MiB; the config now says 4.0 MiB: run flightbox install again'],
+    ['turned off in the config', { corePipeBytes: null, corePipeWhy: 'config' }, null, "64 KiB, the kernel's (core.pipeBuffer: null)"],
+    ['turned off, then on again', { corePipeBytes: null, corePipeWhy: 'config' }, 16 << 20, "64 KiB, the kernel's (core.pipeBuffer: null); the config now says 16 MiB: run flightbox install again"],
+    ['no perl: installing again changes nothing', { corePipeBytes: null, corePipeWhy: 'no-perl' }, 16 << 20, "64 KiB, the kernel's (perl was not found at install)"],
+    ['a state from before the option', {}, 16 << 20, null],
+  ])('%s', (_what, extra, bytes, line) => {
+    expect(corePipeLine(cfg(bytes), state(extra))).toBe(line);
+  });
+  it('nothing without an install', () => {
+    expect(corePipeLine(defaultConfig(), null)).toBeNull();
   });
 });
 
