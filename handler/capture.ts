@@ -472,12 +472,19 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
         const inFd = openSync(join(staging, 'core'), constants.O_RDONLY | constants.O_NOFOLLOW);
         try {
           outFd = createExclusive(staging, name, 0o600);
-          const compressing = compressFd(inFd, outFd, cfg.core.compress, cfg.core.level, { holeBytes: core.sparseBytes });
+          let restarted = false;
+          const compressing = compressFd(inFd, outFd, cfg.core.compress, cfg.core.level, {
+            holeBytes: core.sparseBytes,
+            onRestart: (err) => {
+              restarted = true;
+              warnings.push(`compressing the core around its holes failed (${messageOf(err)}): compressed it whole`);
+            },
+          });
           // The manifest's sha256 of the compressed core, worked out while zstd writes it.
           const hashing = cfg.core.compress === 'zstd' ? sha256Growing(join(staging, name), compressing).catch(() => null) : null;
           const used = await compressing;
           const hashed = await hashing;
-          if (hashed && used === cfg.core.compress) knownHashes.set(name, hashed);
+          if (hashed && used === cfg.core.compress && !restarted) knownHashes.set(name, hashed);
           if (used !== cfg.core.compress) {
             // zstd missing: the gzip output went into the .zst-named file; give it its right name.
             warnings.push(`${cfg.core.compress} is not available, compressed with ${used}`);

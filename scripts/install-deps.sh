@@ -2,13 +2,17 @@
 # Install the Debian packages flightbox and its tests use, when missing:
 #   acl (setfacl: the crashing user may read their own crashes),
 #   gdb (stack traces, gcore, flightbox debug), elfutils (eu-stack: fast stack traces and
-#   build-ids), zstd (core compression), gcc + libc6-dev (test crashers), util-linux (dmesg).
+#   build-ids), zstd (core compression), perl (the launcher's core pipe size, a core's holes),
+#   gcc + libc6-dev (test crashers), util-linux (dmesg), strace (tests: faults injected into
+#   the hole listing).
 set -euo pipefail
 missing=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have gdb || missing+=(gdb)
 have eu-stack || missing+=(elfutils)
 have zstd || missing+=(zstd)
+have perl || missing+=(perl-base)
+have strace || missing+=(strace)
 have gcc || missing+=(gcc)
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 have dmesg || missing+=(util-linux)

@@ -63,7 +63,13 @@ export async function sparsePieces(inFd: number): Promise<Piece[] | null> {
     if (own >= 0) closeSync(own);
   }
   const extents = parseExtents(out, size);
-  return extents ? planPieces(extents, size) : null;
+  if (!extents) return null;
+  // The extents must cover what the file has allocated (less a little: extent-tree blocks):
+  // less means a filesystem that answered wrongly, and its "holes" may be data.
+  const listed = extents.reduce((n, e) => n + e.end - e.start, 0);
+  const allocated = fstatSync(inFd).blocks * 512;
+  if (listed < allocated - Math.max(1 << 20, allocated / 100)) return null;
+  return planPieces(extents, size);
 }
 
 function writeAll(fd: number, buf: Buffer): void {
@@ -73,24 +79,25 @@ function writeAll(fd: number, buf: Buffer): void {
 /**
  * Write `pieces` of the file on `inFd` to `outFd` as one zstd file: each run of zeros an RLE
  * frame written here, each data piece read by dd (its own description of the file, through
- * /dev/stdin) straight into zstd. All write at `outFd`'s offset, one after the other.
+ * /proc/self/fd/0) straight into zstd, which records the piece's length in its frame and
+ * fails if it got another (--stream-size). All write at `outFd`'s offset, one after the other.
  */
-async function compressPieces(zstd: string, zstdArgs: string[], inFd: number, outFd: number, pieces: readonly Piece[]): Promise<void> {
-  const dd = findProgram('dd');
+async function compressPieces(zstd: string, zstdArgs: string[], inFd: number, outFd: number, pieces: readonly Piece[], dd: string | null): Promise<void> {
   if (!dd) throw new FlightboxError('TOOL_MISSING', 'dd is not installed');
   for (const p of pieces) {
     if (p.kind === 'zeros') {
       for (const chunk of zeroFrame(p.length)) writeAll(outFd, chunk);
       continue;
     }
-    const reader = spawn(dd, ['if=/dev/stdin', 'bs=1M', `skip=${p.start}`, `count=${p.end - p.start}`, 'iflag=skip_bytes,count_bytes', 'status=none'], {
+    const reader = spawn(dd, ['if=/proc/self/fd/0', 'bs=1M', `skip=${p.start}`, `count=${p.end - p.start}`, 'iflag=skip_bytes,count_bytes', 'status=none'], {
       stdio: [inFd, 'pipe', 'pipe'], env: { LC_ALL: 'C' }, cwd: '/',
     });
-    const z = spawn(zstd, zstdArgs, { stdio: [reader.stdout!, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
+    const z = spawn(zstd, [...zstdArgs, `--stream-size=${p.end - p.start}`], { stdio: [reader.stdout!, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
     // zstd has its own copy of dd's output: ours is closed before the event loop could read from it.
     reader.stdout!.destroy();
-    // Both ended before anything goes on (a failed dd must not leave zstd writing behind us).
-    const ends = await Promise.allSettled([finished(reader, dd), finished(z, zstd)]);
+    // Both ended before anything goes on (a failed dd must not leave zstd writing behind us);
+    // zstd's error first: when zstd fails, dd only dies of the broken pipe.
+    const ends = await Promise.allSettled([finished(z, zstd), finished(reader, dd)]);
     for (const e of ends) if (e.status === 'rejected') throw e.reason;
   }
 }
@@ -117,7 +124,19 @@ export function preread(fd: number, size: number): Promise<number> {
  * `holeBytes`: how much of the input is holes, which from PREREAD_MIN_HOLE_BYTES on are read
  * into the page cache first (see preread).
  */
-export async function compressFd(inFd: number, outFd: number, method: CompressMethod, level: number, opts: { holeBytes?: number } = {}): Promise<CompressMethod> {
+export interface CompressOptions {
+  /** Bytes of holes in the input (see preread and store/sparse-zstd.ts). */
+  holeBytes?: number;
+  /**
+   * Compressing around the holes failed part-way: the output was truncated and the core is
+   * being compressed whole into it. What was read of the output so far (a hash) is void.
+   */
+  onRestart?: (err: unknown) => void;
+  /** The dd to read data pieces with (tests: a dd that fails part-way); default: found on the search path. */
+  dd?: string;
+}
+
+export async function compressFd(inFd: number, outFd: number, method: CompressMethod, level: number, opts: CompressOptions = {}): Promise<CompressMethod> {
   const holeBytes = opts.holeBytes ?? 0;
   const zstd = method === 'zstd' ? findProgram('zstd') : null;
   // One worker per CPU (this runs after the crashed process has been released). Not -T0:
@@ -128,8 +147,22 @@ export async function compressFd(inFd: number, outFd: number, method: CompressMe
     // Long holes are never read: written as frames of zeros (store/sparse-zstd.ts).
     const pieces = await sparsePieces(inFd);
     if (pieces) {
-      await compressPieces(zstd, zstdArgs, inFd, outFd, pieces);
-      return 'zstd';
+      try {
+        await compressPieces(zstd, zstdArgs, inFd, outFd, pieces, opts.dd ?? findProgram('dd'));
+        return 'zstd';
+      } catch (err) {
+        // Start again with the whole core: a new description of the output (node cannot move
+        // outFd's offset), truncated. inFd's own offset was never moved (dd and perl had theirs).
+        opts.onRestart?.(err);
+        const fresh = openSync(`/proc/self/fd/${outFd}`, constants.O_WRONLY | constants.O_TRUNC);
+        try {
+          if (holeBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, fstatSync(inFd).size);
+          await runWithFds(zstd, zstdArgs, inFd, fresh);
+        } finally {
+          closeSync(fresh);
+        }
+        return 'zstd';
+      }
     }
   }
   if (holeBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, fstatSync(inFd).size);

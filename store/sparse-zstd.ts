@@ -64,9 +64,25 @@ export function* zeroFrame(length: number): Generator<Buffer> {
 /**
  * The program that lists a file's data extents: perl, on its stdin, with SEEK_DATA (3) and
  * SEEK_HOLE (4) (node has no lseek). One "start end" line per extent, then "end SIZE": a list
- * without that last line is incomplete (perl stopped) and is not used.
+ * without that last line is incomplete (perl stopped) and is not used. Only ENXIO from
+ * SEEK_DATA means "no data after here"; any other failure, or a hole that does not come after
+ * its data, ends perl with a non-zero status and no "end" line: an error must never turn the
+ * rest of a core into zeros.
  */
-export const EXTENTS_PERL = 'my $e = -s STDIN; my $p = 0; while ($p < $e) { my $d = sysseek(STDIN, $p, 3); last unless defined $d; my $h = sysseek(STDIN, $d, 4); last unless defined $h; print $d + 0, " ", $h + 0, "\\n"; $p = $h + 0 } print "end $e\\n"';
+export const EXTENTS_PERL = [
+  'my $e = (-s STDIN) || 0; my $p = 0;',
+  'while ($p < $e) {',
+  '  my $d = sysseek(STDIN, $p, 3);',
+  '  if (!defined $d) { last if $!{ENXIO}; exit 3 }',
+  '  $d += 0;',
+  '  my $h = sysseek(STDIN, $d, 4);',
+  '  exit 4 unless defined $h;',
+  '  $h += 0;',
+  '  exit 5 unless $h > $d && $d >= $p;',
+  '  print "$d $h\\n"; $p = $h',
+  '}',
+  'print "end $e\\n"',
+].join(' ');
 
 /** The extents perl printed for a file of `size` bytes, or null when the list is not whole and well-formed. */
 export function parseExtents(text: string, size: number, max = MAX_EXTENTS): Extent[] | null {

@@ -110,8 +110,9 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 60_000);
     expect(m.handler.launcher).toBe('prefix');
     // the launcher made the kernel's pipe 16 MiB (core.pipeBuffer), beyond fs.pipe-max-size:
-    // the kernel's helper may (CAP_SYS_RESOURCE)
-    expect(m.handler.pipeBytes).toBe(DEFAULT_CORE_PIPE_BYTES);
+    // the kernel's helper may (CAP_SYS_RESOURCE). (Halved when the kernel cannot allocate the
+    // ring at once, so 8 or 4 MiB would still be the launcher's doing; 1 MiB and less is not.)
+    expect([DEFAULT_CORE_PIPE_BYTES, DEFAULT_CORE_PIPE_BYTES / 2, DEFAULT_CORE_PIPE_BYTES / 4]).toContain(m.handler.pipeBytes);
     // the core went on past the launcher's part: node took the stack trace itself
     expect(m.timings.backtraceByLauncher).toBeUndefined();
     expect(m.core).toMatchObject({ stored: true, truncated: false });

@@ -7,7 +7,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { compressFd, decompressTo, sparsePieces } from '../../store/compress.js';
+import { compressFd, decompressTo, sparsePieces, type CompressOptions } from '../../store/compress.js';
 import { EXTENTS_PERL, MAX_DATA_PIECES, ZERO_FRAME_MIN_BYTES, parseExtents, planPieces, zeroFrame, type Extent } from '../../store/sparse-zstd.js';
 
 const MiB = 1024 * 1024;
@@ -154,12 +154,12 @@ function sparseFile(dir: string, size: number, parts: { at: number; data: Buffer
   return { path, content };
 }
 
-async function compressFile(dir: string, path: string, holeBytes: number): Promise<Buffer> {
+async function compressFile(dir: string, path: string, holeBytes: number, opts: CompressOptions = {}): Promise<Buffer> {
   const out = join(dir, 'core.zst');
   const inFd = openSync(path, 'r');
   const outFd = openSync(out, 'wx');
   try {
-    expect(await compressFd(inFd, outFd, 'zstd', 3, { holeBytes })).toBe('zstd');
+    expect(await compressFd(inFd, outFd, 'zstd', 3, { holeBytes, ...opts })).toBe('zstd');
   } finally {
     closeSync(inFd);
     closeSync(outFd);
@@ -171,7 +171,9 @@ describe.skipIf(!HAS_ZSTD || !HAS_PERL)('compressFd on real sparse files', () =>
   it('perl lists the data extents the filesystem keeps', () => {
     const dir = tmp();
     const { path } = sparseFile(dir, 40 * MiB, [{ at: 0, data: randomBytes(64 * 1024) }, { at: 20 * MiB, data: randomBytes(64 * 1024) }]);
-    const r = spawnSync('perl', ['-e', EXTENTS_PERL], { stdio: [openSync(path, 'r'), 'pipe', 'pipe'], encoding: 'utf8' });
+    const fd = openSync(path, 'r');
+    const r = spawnSync('perl', ['-e', EXTENTS_PERL], { stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8' });
+    closeSync(fd);
     expect(r.status).toBe(0);
     const ext = parseExtents(r.stdout, 40 * MiB);
     expect(ext).not.toBeNull();
@@ -196,7 +198,9 @@ describe.skipIf(!HAS_ZSTD || !HAS_PERL)('compressFd on real sparse files', () =>
     // the holes of 20, 16 and ~24 MiB: three frames of zeros
     expect(zeroFrames(z)).toBe(3);
     expect(z.length).toBeLessThan(200_000);
-    const pieces = await sparsePieces(openSync(path, 'r'));
+    const fd = openSync(path, 'r');
+    const pieces = await sparsePieces(fd);
+    closeSync(fd);
     expect(pieces?.map((p) => p.kind)).toEqual(['data', 'zeros', 'data', 'zeros', 'data', 'zeros']);
   });
 
@@ -212,6 +216,54 @@ describe.skipIf(!HAS_ZSTD || !HAS_PERL)('compressFd on real sparse files', () =>
     const zb = await compressFile(dir, b.path, 50 * MiB);
     expect(zb.length).toBe(14 + 4 * 400);
     expect(zstdDecompress(zb).equals(b.content)).toBe(true);
+  });
+
+  it('a data piece that fails part-way: the output is started again and the core compressed whole', async () => {
+    // A read error in the middle of a core cannot be caused for real here: a dd that copies
+    // 4 KiB of its piece and fails stands in for it.
+    const dir = tmp();
+    const fakeDd = join(dir, 'dd');
+    writeFileSync(fakeDd, '#!/bin/sh\nhead -c 4096 /proc/self/fd/0\necho "dd: error reading: Input/output error" >&2\nexit 1\n', { mode: 0o755 });
+    const size = 40 * MiB;
+    const { path, content } = sparseFile(dir, size, [{ at: 0, data: randomBytes(300_000) }, { at: 30 * MiB, data: randomBytes(200_000) }]);
+    const restarts: unknown[] = [];
+    const z = await compressFile(dir, path, size - 500_000, { dd: fakeDd, onRestart: (err) => restarts.push(err) });
+    expect(restarts).toHaveLength(1);
+    expect(String(restarts[0])).toMatch(/Input\/output error|exited 1|Src size/);
+    // one zstd stream over the whole file, nothing of the failed attempt left in it
+    expect(zeroFrames(z)).toBe(0);
+    expect(zstdDecompress(z).equals(content)).toBe(true);
+  });
+
+  it.skipIf(spawnSync('strace', ['-V']).status !== 0)('a failing lseek in the listing is an error, never "no more data"', () => {
+    // An I/O error of SEEK_DATA/SEEK_HOLE cannot be caused for real on this filesystem:
+    // strace injects EIO into perl's lseek calls (all of them, then only the second).
+    const dir = tmp();
+    const { path } = sparseFile(dir, 50 * MiB, [{ at: 0, data: randomBytes(4096) }, { at: 40 * MiB, data: randomBytes(4096) }]);
+    const trace = join(dir, 'trace');
+    const run = (inject: string[]): { status: number | null; stdout: string } => {
+      const fd = openSync(path, 'r');
+      try {
+        return spawnSync('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=lseek', ...inject, 'perl', '-e', EXTENTS_PERL], { stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8' });
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const clean = run([]);
+    expect(clean.status).toBe(0);
+    expect(parseExtents(clean.stdout, 50 * MiB)).not.toBeNull();
+    // perl's own lseeks at start come first: the number of its first SEEK_DATA and SEEK_HOLE
+    const calls = readFileSync(trace, 'utf8').split('\n').filter((l) => /lseek\(/.test(l));
+    const data = calls.findIndex((l) => l.includes('SEEK_DATA')) + 1;
+    const hole = calls.findIndex((l) => l.includes('SEEK_HOLE')) + 1;
+    expect(data).toBeGreaterThan(0);
+    expect(hole).toBeGreaterThan(data);
+    for (const when of [`${data}`, `${hole}`, `${hole + 1}`, '1+']) {
+      const r = run(['-e', `inject=lseek:error=EIO:when=${when}`]);
+      expect(r.status, `lseek failing from call ${when}`).not.toBe(0);
+      expect(r.stdout).not.toMatch(/^end /m);
+      expect(parseExtents(r.stdout, 50 * MiB)).toBeNull();
+    }
   });
 
   it('holes too short for a frame, or too few bytes of holes: one zstd stream, as before', async () => {
