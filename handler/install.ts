@@ -360,10 +360,9 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
 /** What `flightbox status` says of the core pipe: as installed, and whether the config now asks for something else. */
 export function corePipeLine(cfg: Config, state: InstallState | null): string | null {
   if (!state || state.corePipeBytes === undefined) return null;
-  const kib64 = "64 KiB, the kernel's";
   const now = state.corePipeBytes !== null
     ? `${formatSize(state.corePipeBytes)} for cores longer than ${formatSize(CORE_PREFIX_BYTES)}`
-    : `${kib64} (${state.corePipeWhy === 'no-perl' ? 'perl was not found at install' : 'core.pipeBuffer: null'})`;
+    : `64 KiB, the kernel's (${state.corePipeWhy === 'no-perl' ? 'perl was not found at install' : 'core.pipeBuffer: null'})`;
   const wanted = cfg.core.pipeBufferBytes;
   const stale = state.corePipeWhy !== 'no-perl' && wanted !== state.corePipeBytes;
   return stale ? `${now}; the config now says ${wanted === null ? 'null' : formatSize(wanted)}: run flightbox install again` : now;

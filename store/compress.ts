@@ -2,7 +2,7 @@
 // passes file descriptors it opened itself, so the program never opens a path), gzip
 // through zlib when zstd is missing. Runs after the crashed process was released.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
@@ -10,6 +10,7 @@ import type { CompressMethod } from '../lib/config.js';
 import { readChunks } from '../lib/chunks.js';
 import { FlightboxError } from '../lib/errors.js';
 import { findProgram } from '../lib/programs.js';
+import { writeFully } from '../lib/safe-fs.js';
 import { EXTENTS_PERL, ZERO_FRAME_MIN_BYTES, parseExtents, planPieces, zeroFrame, type Piece } from './sparse-zstd.js';
 
 export const CORE_FILE_NAMES = { zstd: 'core.zst', gzip: 'core.gz', none: 'core' } as const;
@@ -36,13 +37,13 @@ function runWithFds(program: string, args: string[], inFd: number, outFd: number
 }
 
 /**
- * The pieces of the file open on `inFd` (store/sparse-zstd.ts), or null: no perl or dd, no
- * hole long enough, or the extents could not be listed. perl reads its own description of the
+ * The pieces of the file open on `inFd` (store/sparse-zstd.ts), or null: no perl, no hole
+ * long enough, or the extents could not be listed. perl reads its own description of the
  * file (through /proc/self/fd), so the offset of `inFd`, which zstd may read from next, stays.
  */
 export async function sparsePieces(inFd: number): Promise<Piece[] | null> {
   const perl = findProgram('perl');
-  if (!perl || !findProgram('dd')) return null;
+  if (!perl) return null;
   const size = fstatSync(inFd).size;
   let own: number;
   try {
@@ -72,21 +73,16 @@ export async function sparsePieces(inFd: number): Promise<Piece[] | null> {
   return planPieces(extents, size);
 }
 
-function writeAll(fd: number, buf: Buffer): void {
-  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off);
-}
-
 /**
  * Write `pieces` of the file on `inFd` to `outFd` as one zstd file: each run of zeros an RLE
  * frame written here, each data piece read by dd (its own description of the file, through
  * /proc/self/fd/0) straight into zstd, which records the piece's length in its frame and
  * fails if it got another (--stream-size). All write at `outFd`'s offset, one after the other.
  */
-async function compressPieces(zstd: string, zstdArgs: string[], inFd: number, outFd: number, pieces: readonly Piece[], dd: string | null): Promise<void> {
-  if (!dd) throw new FlightboxError('TOOL_MISSING', 'dd is not installed');
+async function compressPieces(zstd: string, dd: string, zstdArgs: string[], inFd: number, outFd: number, pieces: readonly Piece[]): Promise<void> {
   for (const p of pieces) {
     if (p.kind === 'zeros') {
-      for (const chunk of zeroFrame(p.length)) writeAll(outFd, chunk);
+      for (const chunk of zeroFrame(p.length)) writeFully(outFd, chunk);
       continue;
     }
     const reader = spawn(dd, ['if=/proc/self/fd/0', 'bs=1M', `skip=${p.start}`, `count=${p.end - p.start}`, 'iflag=skip_bytes,count_bytes', 'status=none'], {
@@ -143,45 +139,40 @@ export async function compressFd(inFd: number, outFd: number, method: CompressMe
   // zstd 1.5's automatic count spins on futexes over a sparse core, 4.9 s of system time
   // per GiB of holes here against 0.9 s with -T2 (and the same speed on dense data).
   const zstdArgs = ['-q', `-${level}`, `-T${availableParallelism()}`, '-c'];
-  if (zstd && holeBytes >= ZERO_FRAME_MIN_BYTES) {
-    // Long holes are never read: written as frames of zeros (store/sparse-zstd.ts).
-    const pieces = await sparsePieces(inFd);
-    if (pieces) {
-      try {
-        await compressPieces(zstd, zstdArgs, inFd, outFd, pieces, opts.dd ?? findProgram('dd'));
-        return 'zstd';
-      } catch (err) {
-        // Start again with the whole core: a new description of the output (node cannot move
-        // outFd's offset), truncated. inFd's own offset was never moved (dd and perl had theirs).
-        opts.onRestart?.(err);
-        const fresh = openSync(`/proc/self/fd/${outFd}`, constants.O_WRONLY | constants.O_TRUNC);
+  const dd = opts.dd ?? findProgram('dd');
+  let out = outFd;
+  try {
+    if (zstd && dd && holeBytes >= ZERO_FRAME_MIN_BYTES) {
+      // Long holes are never read: written as frames of zeros (store/sparse-zstd.ts).
+      const pieces = await sparsePieces(inFd);
+      if (pieces) {
         try {
-          if (holeBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, fstatSync(inFd).size);
-          await runWithFds(zstd, zstdArgs, inFd, fresh);
-        } finally {
-          closeSync(fresh);
+          await compressPieces(zstd, dd, zstdArgs, inFd, outFd, pieces);
+          return 'zstd';
+        } catch (err) {
+          // Start again with the whole core, below: a new description of the output (node
+          // cannot move outFd's offset), truncated. inFd's own offset never moved (dd and
+          // perl had descriptions of their own).
+          opts.onRestart?.(err);
+          out = openSync(`/proc/self/fd/${outFd}`, constants.O_WRONLY | constants.O_TRUNC);
         }
-        return 'zstd';
       }
     }
-  }
-  if (holeBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, fstatSync(inFd).size);
-  if (method === 'zstd') {
+    if (holeBytes >= PREREAD_MIN_HOLE_BYTES) await preread(inFd, fstatSync(inFd).size);
     if (zstd) {
-      await runWithFds(zstd, zstdArgs, inFd, outFd);
+      await runWithFds(zstd, zstdArgs, inFd, out);
       return 'zstd';
     }
-    method = 'gzip';
-  }
-  if (method === 'gzip') {
+    if (method === 'none') throw new FlightboxError('INTERNAL', 'compressFd called with method none');
     await pipeline(
       createReadStream('', { fd: inFd, autoClose: false, highWaterMark: 1 << 20 }),
       createGzip({ level: Math.min(level, 9) }),
-      createWriteStream('', { fd: outFd, autoClose: false, highWaterMark: 1 << 20 }),
+      createWriteStream('', { fd: out, autoClose: false, highWaterMark: 1 << 20 }),
     );
     return 'gzip';
+  } finally {
+    if (out !== outFd) closeSync(out);
   }
-  throw new FlightboxError('INTERNAL', 'compressFd called with method none');
 }
 
 /**
