@@ -2,7 +2,7 @@
 // 0.0.4), served on GET /metrics, written as a node_exporter textfile, and pushed to
 // Graphite in its plaintext protocol. Everything comes from the index and the daemon's own
 // state; a monitoring failure is logged and retried, never fatal to the daemon.
-import { closeSync, constants, fchmodSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Socket, isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
@@ -12,6 +12,7 @@ import { errnoCode, messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { signalName } from '../lib/signals.js';
 import { VERSION } from '../lib/version.js';
+import { writeFully } from '../lib/safe-fs.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -669,8 +670,7 @@ export function writeTextfile(path: string, body: string): void {
   const fd = openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
   try {
     fchmodSync(fd, 0o644); // whatever the umask
-    const buf = Buffer.from(body);
-    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off);
+    writeFully(fd, Buffer.from(body));
   } catch (err) {
     closeSync(fd);
     try { unlinkSync(tmp); } catch { /* best effort */ }

@@ -50,6 +50,11 @@ export function createExclusive(dir: string, name: string, mode = 0o600, opts: {
   return openSync(join(dir, name), flags, mode);
 }
 
+/** Write all of `buf` at `fd`'s offset (writeSync may write less than asked). */
+export function writeFully(fd: number, buf: Uint8Array): void {
+  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
+}
+
 /**
  * Write a whole new file with O_EXCL|O_NOFOLLOW and fsync it (unless `sync: false`: the
  * crash handler's hold path defers syncing to syncTree() after the process is released).
@@ -58,8 +63,7 @@ export function writeFileExclusive(dir: string, name: string, data: string | Uin
   const fd = createExclusive(dir, name, mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    writeFully(fd, buf);
     if (opts.sync !== false) fsyncSync(fd);
     return buf.length;
   } finally {
@@ -104,9 +108,7 @@ export function appendNoFollow(path: string, data: string, mode = 0o600): void {
   const fd = openSync(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK, mode);
   try {
     checkOwnRegularFile(fd, path);
-    const buf = Buffer.from(data);
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    writeFully(fd, Buffer.from(data));
   } finally {
     closeSync(fd);
   }
