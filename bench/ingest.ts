@@ -181,6 +181,13 @@ interface Subject {
   discard(pid: number): void;
   /** Processes whose children are handlers too (a socket-activation listener). */
   listeners: number[];
+  /**
+   * systemd-coredump behind the stand-in listener: mark() before a crash, finished() once the
+   * service instance that handled it has exited (after its stack trace and journal entry).
+   * One crash at a time only (sections 1 and 2).
+   */
+  mark?(): void;
+  finished?(): boolean;
   note: string;
   close(): Promise<void>;
 }
@@ -252,6 +259,7 @@ function findCoredump(): CoredumpPackage | string {
 async function coredumpSubject(pkg: CoredumpPackage, logDir: string, log: (m: string) => void): Promise<Subject> {
   mkdirSync(COREDUMP_DIR, { recursive: true, mode: 0o755 });
   let listener: ChildProcess | null = null;
+  let listenerLog: string | null = null;
   let createdSocket = false;
   const systemdIsInit = existsSync('/run/systemd/system');
   if (!systemdIsInit) {
@@ -263,6 +271,7 @@ async function coredumpSubject(pkg: CoredumpPackage, logDir: string, log: (m: st
     }
     mkdirSync('/run/systemd', { recursive: true, mode: 0o755 });
     const out = join(logDir, 'socket-activate.log');
+    listenerLog = out;
     writeFileSync(out, '');
     const fd = openSync(out, 'a');
     listener = spawn('systemd-socket-activate', ['--seqpacket', '--accept', '--listen', COREDUMP_SOCKET, 'nice', '-n', '9', pkg.bin], {
@@ -286,14 +295,21 @@ async function coredumpSubject(pkg: CoredumpPackage, logDir: string, log: (m: st
   const unregister = registerCleanup(stop);
   const nameRe = (pid: number): RegExp => new RegExp(`^core\\.[^/]*\\.${pid}\\.\\d+(\\.(zst|lz4|xz))?$`);
   const files = (pid: number): string[] => readdirSync(COREDUMP_DIR).filter((f) => f.includes(`.${pid}.`));
+  // Its service instances that have exited: the stand-in logs "Child N died" as it reaps one.
+  // An instance exits after the core file, its stack trace and its journal entry (the entry
+  // coredumpctl lists), so that is when systemd-coredump has indexed a crash.
+  const exits = (): number => (listenerLog === null ? 0 : (readFileSync(listenerLog, 'utf8').match(/^Child \d+ died/gm) ?? []).length);
+  let exitsBefore = 0;
   return {
     name: 'systemd-coredump',
+    ...(listenerLog === null ? {} : { mark: () => { exitsBefore = exits(); }, finished: () => exits() > exitsBefore }),
     kernel: pkg.kernel,
     listeners: listener?.pid ? [listener.pid] : [],
     note:
       `as its package installs it (core_pipe_limit ${pkg.kernel.pipeLimit}, suid_dumpable ${pkg.kernel.suidDumpable})` +
       (systemdIsInit ? '' : ', behind systemd-socket-activate standing in for systemd-coredump.socket, service at nice 9 as its unit') +
-      `; done = the final core file in ${COREDUMP_DIR} (its journal entry and stack trace come after)` +
+      `; done = the final core file in ${COREDUMP_DIR} (its stack trace and journal entry come after)` +
+      (systemdIsInit ? '' : '; finished = its service instance exited, after the stack trace and the journal entry (what coredumpctl lists)') +
       (pkg.masked ? '' : `; WARNING: ${COREDUMP_MASK} does not mask the package's sysctl.d file, a later sysctl --system hands core_pattern to it`),
     check(pid) {
       const re = nameRe(pid);
@@ -426,6 +442,8 @@ interface Measure {
   subject: string;
   heldMs: number | null;
   doneMs: number | null;
+  /** systemd-coredump: signal → its service instance exited (Subject.finished). */
+  finishedMs?: number | null;
   storedBytes: number | null;
   core: boolean;
   manifest?: Done['manifest'];
@@ -454,6 +472,7 @@ async function crashOnce(crasher: string, mib: number, fill: Fill, subject: Subj
   const m: Measure = { subject: subject.name, heldMs: null, doneMs: null, storedBytes: null, core: false };
   writeKernel(subject.kernel);
   const sinceWallMs = Date.now() - 1000;
+  subject.mark?.();
   const child = spawn(crasher, [String(mib), fill], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('close', () => r()));
   const out = lines(child);
@@ -465,11 +484,14 @@ async function crashOnce(crasher: string, mib: number, fill: Fill, subject: Subj
   const started = monoNs();
   let done: Done | null = null;
   let doneAt = 0;
+  let finishedAt = 0;
   let lastBusy = monoNs();
   let lastLook = 0;
   while (monoNs() - started < CRASH_TIMEOUT_MS * 1e6) {
-    done = subject.check(pid, sinceWallMs);
-    if (done) { doneAt = monoNs(); break; }
+    done ??= subject.check(pid, sinceWallMs);
+    if (done && !doneAt) doneAt = monoNs();
+    if (done && subject.finished?.()) finishedAt = monoNs();
+    if (done && (finishedAt || !subject.finished)) break;
     // A crash the handler dropped never gets done: give up once the process is reaped and
     // no handler has run for a while.
     if (monoNs() - lastLook > 100e6) {
@@ -486,6 +508,7 @@ async function crashOnce(crasher: string, mib: number, fill: Fill, subject: Subj
     m.heldMs = (f.reapNs - f.killNs) / 1e6;
     if (done) {
       m.doneMs = (doneAt - f.killNs) / 1e6;
+      if (subject.finished) m.finishedMs = finishedAt ? (finishedAt - f.killNs) / 1e6 : null;
       m.storedBytes = done.storedBytes;
       m.core = done.core;
       m.manifest = done.manifest;
@@ -620,10 +643,13 @@ function ingestionRows(bench: Bench, mib: number, fill: Fill, results: Map<strin
   const sdName = bench.coredump?.name;
   const sdHeld = med(sdName, (m) => m.heldMs);
   const sdDone = med(sdName, (m) => m.doneMs);
+  const sdFinished = med(sdName, (m) => m.finishedMs);
   const zstdStored = med(bench.zstd?.name, (m) => m.storedBytes);
   const big = mib >= 1024;
-  const doneRef = sdDone ?? med(bench.cat.name, (m) => m.doneMs);
-  const doneRefName = sdDone !== null ? 'systemd-coredump' : 'cat > file';
+  // flightbox's row is written after its stack trace: systemd-coredump's is its journal entry,
+  // after its own (finished), when that could be measured; else its core file, else cat's.
+  const doneRef = sdFinished ?? sdDone ?? med(bench.cat.name, (m) => m.doneMs);
+  const doneRefName = sdFinished !== null ? 'systemd-coredump finished' : sdDone !== null ? 'systemd-coredump done' : 'cat > file';
   const c = `${label(mib)} ${fill}, 4 threads`;
   for (const s of bench.subjects) {
     const ms = results.get(s.name)!;
@@ -656,7 +682,14 @@ function ingestionRows(bench: Bench, mib: number, fill: Fill, results: Map<strin
       storedRow.target = '≤ 1.1 × zstd -3';
       storedRow.met = stored === null || zstdStored === null ? null : stored <= 1.1 * zstdStored;
     }
-    rows.push(heldRow, doneRow, storedRow);
+    rows.push(heldRow, doneRow);
+    if (s.finished) {
+      rows.push({
+        section: SECTION_INGEST, case: `finished: ${c}`, subject: s.name, value: sdFinished, unit: 'ms', runs: ms.length,
+        ratio: ratio(sdFinished, doneRef), note: 'its service instance exited: after the core file, its stack trace and its journal entry',
+      });
+    }
+    rows.push(storedRow);
   }
   if (bench.coredumpMissing) {
     rows.push({ section: SECTION_INGEST, case: `held: ${c}`, subject: 'systemd-coredump', value: null, unit: 'ms', runs: 0, note: bench.coredumpMissing });
@@ -726,6 +759,11 @@ export const smallCrash: Section = async (opts) => {
   const sd = bench.coredump?.name ?? null;
   const sdHeld = sd ? med(sd, (m) => m.heldMs) : null;
   const sdDone = sd ? med(sd, (m) => m.doneMs) : null;
+  const sdFinished = sd ? med(sd, (m) => m.finishedMs) : null;
+  // As in section 1: flightbox's row comes after its stack trace, systemd-coredump's journal
+  // entry after its own (finished); its core file (done) is before both.
+  const indexedRef = sdFinished ?? sdDone;
+  const indexedRefName = sdFinished !== null ? 'systemd-coredump finished' : 'systemd-coredump done';
   const c = `${SMALL_MIB} MiB ${SMALL_FILL}, 4 threads`;
   const names = [...bench.subjects.map((s) => s.name), fbxDaemonName, fbxNoTraceName];
   for (const name of names) {
@@ -737,14 +775,24 @@ export const smallCrash: Section = async (opts) => {
     const done = med(name, (m) => m.doneMs);
     const refNote = sd ? 'ratio to systemd-coredump' : `ratio: ${bench.coredumpMissing}`;
     const heldRow: Row = { section: SECTION_SMALL, case: `held: ${c}`, subject: name, value: held, unit: 'ms', runs: ms.length, ratio: ratio(held, sdHeld), note: `${refNote}; ${subjectNote}${extra}` };
-    const doneRow: Row = { section: SECTION_SMALL, case: `${isFbx ? 'indexed' : 'done'}: ${c}`, subject: name, value: done, unit: 'ms', runs: ms.length, ratio: ratio(done, sdDone), note: refNote };
+    // Without a stack trace flightbox is compared with systemd-coredump's core file (done).
+    const ref = name === fbxNoTraceName ? sdDone : isFbx ? indexedRef : sdDone;
+    const refName = name === fbxNoTraceName ? 'systemd-coredump done' : isFbx ? indexedRefName : 'systemd-coredump done';
+    const doneNote = sd ? `ratio to ${refName}` : refNote;
+    const doneRow: Row = { section: SECTION_SMALL, case: `${isFbx ? 'indexed' : 'done'}: ${c}`, subject: name, value: done, unit: 'ms', runs: ms.length, ratio: ratio(done, ref), note: doneNote };
     if (isFbx && name !== fbxNoTraceName) {
       heldRow.target = '≤ 60 ms';
       heldRow.met = held === null ? null : held <= 60;
-      doneRow.target = sd ? '≤ systemd-coredump done' : 'systemd-coredump not measured';
-      doneRow.met = done === null || sdDone === null ? null : done <= sdDone;
+      doneRow.target = sd ? `≤ ${indexedRefName}` : 'systemd-coredump not measured';
+      doneRow.met = done === null || indexedRef === null ? null : done <= indexedRef;
     }
     rows.push(heldRow, doneRow);
+    if (name === sd && sdFinished !== null) {
+      rows.push({
+        section: SECTION_SMALL, case: `finished: ${c}`, subject: name, value: sdFinished, unit: 'ms', runs: ms.length, ratio: 1,
+        note: 'its service instance exited: after the core file, its stack trace and its journal entry',
+      });
+    }
   }
   if (bench.coredumpMissing) rows.push({ section: SECTION_SMALL, case: `done: ${c}`, subject: 'systemd-coredump', value: null, unit: 'ms', runs: 0, note: bench.coredumpMissing });
   return rows;
