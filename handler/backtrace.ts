@@ -6,6 +6,7 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readNoFollow } from '../lib/safe-fs.js';
 import { LAUNCHER_TRACE } from './run-dir.js';
+import { launcherStatus } from './launcher-status.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { BacktraceTool } from '../lib/config.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
@@ -273,7 +274,6 @@ export function euStackBudgetMs(tool: BacktraceTool, timeoutMs: number): number 
 const KILLED_BY_TIMEOUT = 137;
 /** How long past its budget the launcher's eu-stack is waited for (it is killed at the budget). */
 const LAUNCHER_TRACE_SLACK_MS = 2000;
-const LAUNCHER_TRACE_POLL_MS = 5;
 
 /**
  * The eu-stack the launcher started on a core it read whole, while node was starting
@@ -281,11 +281,8 @@ const LAUNCHER_TRACE_POLL_MS = 5;
  * would have returned it. One that never finishes counts as timed out.
  */
 export async function launcherRun(dir: string, budgetMs: number): Promise<RunResult> {
-  const end = Date.now() + budgetMs + LAUNCHER_TRACE_SLACK_MS;
-  while (!existsSync(join(dir, LAUNCHER_TRACE.status))) {
-    if (Date.now() >= end) return { out: '', err: '', status: null, error: `the launcher's eu-stack did not finish within ${budgetMs} ms`, timedOut: true };
-    await new Promise((r) => setTimeout(r, LAUNCHER_TRACE_POLL_MS));
-  }
+  const status = await launcherStatus(join(dir, LAUNCHER_TRACE.status), Date.now() + budgetMs + LAUNCHER_TRACE_SLACK_MS);
+  if (status === 'pending') return { out: '', err: '', status: null, error: `the launcher's eu-stack did not finish within ${budgetMs} ms`, timedOut: true };
   const read = (name: string, max: number): string => {
     try {
       return readNoFollow(join(dir, name), max).toString('utf8');
@@ -293,8 +290,6 @@ export async function launcherRun(dir: string, budgetMs: number): Promise<RunRes
       return '';
     }
   };
-  const rc = read(LAUNCHER_TRACE.status, 16).trim();
-  const status = /^\d+$/.test(rc) ? Number(rc) : null;
   const out = read(LAUNCHER_TRACE.out, MAX_BACKTRACE_OUTPUT_BYTES);
   const timedOut = status === KILLED_BY_TIMEOUT;
   const cut = Buffer.byteLength(out) >= MAX_BACKTRACE_OUTPUT_BYTES;

@@ -9,16 +9,16 @@
 //   5. recorder snapshot (by the daemon), stack trace and compression side by side, then
 //      manifest, atomic publication, index.
 // Whatever fails after step 3, the bundle is still published with a warning.
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { setPriority } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { freezeFifoPath, socketPath, type Config } from '../lib/config.js';
 import { builtin } from '../lib/builtin.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
-import { checkSecureDir, createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
+import { checkSecureDir, createExclusive, readNoFollow, writeFileExclusive, writeFully } from '../lib/safe-fs.js';
 import { findProgram } from '../lib/programs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
@@ -31,7 +31,8 @@ import type { Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { NATIVE_COPY_AFTER_BYTES, streamCore } from './core-writer.js';
 import { readProcState, readProcStateFrom, type ProcSource } from './proc-reader.js';
-import { CODE_CACHE_STATE, overflowDir } from './run-dir.js';
+import { CODE_CACHE_STATE, LAUNCHER_ZSTD, overflowDir } from './run-dir.js';
+import { launcherStatus } from './launcher-status.js';
 
 // Only what the hold path needs is imported statically: every module loaded before the core
 // is read holds the crashed process. The rest (control socket, stack trace, compression,
@@ -143,6 +144,8 @@ export interface SpooledCrash {
   traceDir: string | null;
   /** the size the launcher gave the core's pipe (handler/install.ts pipe()); null: it did not */
   pipeBytes: number | null;
+  /** the level the launcher's zstd compresses the core it read whole at (handler/install.ts squeeze()); null: none started */
+  zstdLevel: number | null;
 }
 
 export interface OverflowCrash {
@@ -224,6 +227,29 @@ function openPrefix(path: string): number {
 function codeCacheState(): { codeCache?: CodeCacheState } {
   const v = (globalThis as Record<symbol, unknown>)[CODE_CACHE_STATE];
   return v === 'used' || v === 'made' || v === 'rejected' || v === 'off' ? { codeCache: v } : {};
+}
+
+/** How long node waits for the launcher's zstd before compressing the core itself. */
+const LAUNCHER_ZSTD_WAIT_MS = 10_000;
+
+/**
+ * What the zstd the launcher started on the core it read whole (handler/install.ts squeeze())
+ * wrote, when that is this crash's stored core compressed as the config asks: the launcher
+ * released the process (the core ended within its copy), its dd and its zstd exited 0, the
+ * level is the config's, and the core was stored whole, as long as the launcher's copy.
+ * Otherwise null, and node compresses the core itself.
+ */
+async function launcherZstdOutput(spooled: SpooledCrash | null, core: CoreInfo, level: number): Promise<Buffer | null> {
+  if (!spooled || spooled.zstdLevel !== level || spooled.releasedMs === null || spooled.prefixStatus !== 0 || core.truncated) return null;
+  const dir = dirname(spooled.corePrefix);
+  try {
+    if (statSync(spooled.corePrefix).size !== core.size) return null;
+    if (await launcherStatus(join(dir, LAUNCHER_ZSTD.status), Date.now() + LAUNCHER_ZSTD_WAIT_MS) !== 0) return null;
+    // zstd's bound on what it writes for this much input, and a little
+    return readNoFollow(join(dir, LAUNCHER_ZSTD.out), core.size + (core.size >> 7) + 65536);
+  } catch {
+    return null; // gone, or longer than zstd could have written: not to be trusted
+  }
 }
 
 export async function captureCrash(argv: readonly string[], opts: CaptureOptions): Promise<CaptureResult> {
@@ -469,33 +495,44 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       let outFd: number | null = null;
       let name: string = CORE_FILE_NAMES[cfg.core.compress];
       try {
-        const inFd = openSync(join(staging, 'core'), constants.O_RDONLY | constants.O_NOFOLLOW);
-        try {
+        const squeezed = cfg.core.compress === 'zstd' ? await launcherZstdOutput(spooled, core, cfg.core.level) : null;
+        if (squeezed) {
           outFd = createExclusive(staging, name, 0o600);
-          let restarted = false;
-          const compressing = compressFd(inFd, outFd, cfg.core.compress, cfg.core.level, {
-            holeBytes: core.sparseBytes,
-            onRestart: (err) => {
-              restarted = true;
-              warnings.push(`compressing the core around its holes failed (${messageOf(err)}): compressed it whole`);
-            },
-          });
-          // The manifest's sha256 of the compressed core, worked out while zstd writes it.
-          const hashing = cfg.core.compress === 'zstd' ? sha256Growing(join(staging, name), compressing).catch(() => null) : null;
-          const used = await compressing;
-          const hashed = await hashing;
-          if (hashed && used === cfg.core.compress && !restarted) knownHashes.set(name, hashed);
-          if (used !== cfg.core.compress) {
-            // zstd missing: the gzip output went into the .zst-named file; give it its right name.
-            warnings.push(`${cfg.core.compress} is not available, compressed with ${used}`);
-            renameSync(join(staging, name), join(staging, CORE_FILE_NAMES[used]));
-            name = CORE_FILE_NAMES[used];
-          }
+          writeFully(outFd, squeezed);
           fsyncSync(outFd);
-          core.storedSize = fstatSync(outFd).size;
-          core.compression = used;
-        } finally {
-          closeSync(inFd);
+          knownHashes.set(name, { sha256: builtin('node:crypto').createHash('sha256').update(squeezed).digest('hex'), bytes: squeezed.length });
+          core.storedSize = squeezed.length;
+          core.compression = 'zstd';
+          timings.compressByLauncher = 1;
+        } else {
+          const inFd = openSync(join(staging, 'core'), constants.O_RDONLY | constants.O_NOFOLLOW);
+          try {
+            outFd = createExclusive(staging, name, 0o600);
+            let restarted = false;
+            const compressing = compressFd(inFd, outFd, cfg.core.compress, cfg.core.level, {
+              holeBytes: core.sparseBytes,
+              onRestart: (err) => {
+                restarted = true;
+                warnings.push(`compressing the core around its holes failed (${messageOf(err)}): compressed it whole`);
+              },
+            });
+            // The manifest's sha256 of the compressed core, worked out while zstd writes it.
+            const hashing = cfg.core.compress === 'zstd' ? sha256Growing(join(staging, name), compressing).catch(() => null) : null;
+            const used = await compressing;
+            const hashed = await hashing;
+            if (hashed && used === cfg.core.compress && !restarted) knownHashes.set(name, hashed);
+            if (used !== cfg.core.compress) {
+              // zstd missing: the gzip output went into the .zst-named file; give it its right name.
+              warnings.push(`${cfg.core.compress} is not available, compressed with ${used}`);
+              renameSync(join(staging, name), join(staging, CORE_FILE_NAMES[used]));
+              name = CORE_FILE_NAMES[used];
+            }
+            fsyncSync(outFd);
+            core.storedSize = fstatSync(outFd).size;
+            core.compression = used;
+          } finally {
+            closeSync(inFd);
+          }
         }
         compressedFromRaw = true;
         Object.assign(core, { stored: true, file: name });

@@ -20,7 +20,7 @@ import { formatSize } from '../lib/units.js';
 import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
+import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -101,6 +101,14 @@ export interface OverflowParams {
   trace: LauncherTrace | null;
   /** the core's pipe enlarged by the launcher once the core is longer than its prefix; null: left at the kernel's size */
   pipe: LauncherPipe | null;
+  /** zstd started by the launcher on a core it read whole; null: node compresses every core */
+  zstd: LauncherZstd | null;
+}
+
+/** The zstd (absolute path) the launcher compresses a core it read whole with, and the level (core.level). */
+export interface LauncherZstd {
+  zstd: string;
+  level: number;
 }
 
 /** perl (absolute path) sets the pipe's size (F_SETPIPE_SZ): no shell or coreutils program can. */
@@ -122,7 +130,13 @@ export function overflowParams(cfg: Config): OverflowParams {
     storeRoot: cfg.store.root, maxConcurrent: cfg.core.maxConcurrent, environ: cfg.capture.environ, honourRlimit: cfg.core.honourRlimit,
     trace: launcherTrace(cfg),
     pipe: launcherPipe(cfg),
+    zstd: launcherZstd(cfg),
   };
+}
+
+function launcherZstd(cfg: Config): LauncherZstd | null {
+  const zstd = cfg.core.compress === 'zstd' ? findProgram('zstd') : null;
+  return zstd ? { zstd, level: cfg.core.level } : null;
 }
 
 function launcherPipe(cfg: Config): LauncherPipe | null {
@@ -189,13 +203,34 @@ function traceFunction(t: LauncherTrace): string[] {
 }
 
 /**
+ * The launcher's squeeze(): zstd on a core the launcher read whole, in the background, so that
+ * the core is compressed while node starts (node then copies the result into the bundle,
+ * handler/capture.ts). One worker: eu-stack and node's start want the other CPU. The core
+ * comes on stdin; `z` says at which level, for node to check against its config. The status
+ * file appears whole (renamed) once zstd is done; anything but 0 and node compresses itself.
+ */
+function squeezeFunction(z: LauncherZstd): string[] {
+  const f = LAUNCHER_ZSTD;
+  return [
+    '# the core read whole, compressed while node starts (handler/capture.ts)',
+    'squeeze() {',
+    `  { printf '%s\n' ${z.level} >"$d/${f.started}"; } 2>/dev/null || return 0`,
+    '  (',
+    `    ${shellQuote(z.zstd)} -q -${z.level} -T1 -c <"$d/core" >"$d/${f.out}" 2>"$d/${f.err}"`,
+    `    printf '%s\n' $? >"$d/${f.status}.tmp" && mv -f "$d/${f.status}.tmp" "$d/${f.status}"`,
+    '  ) >/dev/null 2>&1 &',
+    '}',
+  ];
+}
+
+/**
  * The launcher, in POSIX sh. It records the crash itself before node starts: the kernel
  * holds the crashed process until its core has been read, and node takes 40-50 ms to start.
  * It copies /proc/<pid> (one cp of the files, one find of the links, each copy capped at
  * 4 MiB by RLIMIT_FSIZE with SIGXFSZ ignored) into a root-only directory on tmpfs
  * (handler/run-dir.ts overflowDir), then the first CORE_PREFIX_BYTES of the core (one dd).
- * A core that ended there is read whole: the process is released and node makes the bundle
- * from the copy (--spooled); a longer core keeps the pipe open for node, which goes on
+ * A core that ended there is read whole: the process is released, eu-stack and zstd start on
+ * the copy in the background, and node makes the bundle from it (--spooled); a longer core keeps the pipe open for node, which goes on
  * reading it after the prefix. With core.maxConcurrent set it first counts the live handlers
  * storing cores (<spool>/handlers/<pid>-<start time>, store/handler-slots.ts) with shell
  * builtins; at the cap it records the crash without its core and leaves it to a drainer
@@ -301,6 +336,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '}',
     ...(params.trace ? traceFunction(params.trace) : []),
     ...(params.pipe ? pipeFunction(params.pipe) : []),
+    ...(params.zstd ? squeezeFunction(params.zstd) : []),
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
     '  entry "$@" || return 0',
@@ -315,7 +351,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  if [ "$rc" = 0 ]; then',
     '    case $recs in',
     `      1+*)${params.pipe ? ' pipe' : ''} ;;`,
-    `      *) exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''} ;;`,
+    `      *) exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''}${params.zstd ? '; squeeze' : ''} ;;`,
     '    esac',
     '  fi',
     `  ${node} --spooled "$d" "$rc"`,

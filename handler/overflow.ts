@@ -36,7 +36,7 @@ import { findProgram } from '../lib/programs.js';
 import { checkSecureDir, fsyncDir, readNoFollow, syncTree, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { SPOOL_DIR, Store } from '../store/store.js';
-import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
 
 export { DRAIN_LOCKS, FAILED_PREFIX };
 import { captureCrash, type SpooledCrash } from './capture.js';
@@ -185,8 +185,11 @@ function mtimeMs(dir: string, name: string): number | null {
   }
 }
 
-/** The pipe's size as the launcher's perl printed it: digits and a newline; anything else (it did not run, or failed) is null. */
-export function pipeBytes(text: string | null): number | null {
+/**
+ * A number the launcher wrote (the pipe's size as its perl printed it, its zstd's level):
+ * digits and a newline, above 0; anything else (it did not run, or failed) is null.
+ */
+export function launcherNumber(text: string | null): number | null {
   const m = text === null ? null : /^(\d{1,12})\n?$/.exec(text);
   const n = m ? Number(m[1]) : 0;
   return n > 0 ? n : null;
@@ -227,7 +230,8 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
       prefixStatus,
       prefixMessage: prefixStatus === 0 ? null : ddMessage(readSmall(dir, 'dd') ?? ''),
       traceDir: existsSync(join(dir, LAUNCHER_TRACE.started)) ? dir : null,
-      pipeBytes: pipeBytes(readSmall(dir, LAUNCHER_PIPE_FILE)),
+      pipeBytes: launcherNumber(readSmall(dir, LAUNCHER_PIPE_FILE)),
+      zstdLevel: launcherNumber(readSmall(dir, LAUNCHER_ZSTD.started)),
     },
   };
 }

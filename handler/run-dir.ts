@@ -66,3 +66,9 @@ export const CODE_CACHE_STATE = Symbol.for('flightbox.handler.codeCache');
 
 /** The launcher's files for the eu-stack it started (handler/install.ts trace(), handler/backtrace.ts launcherRun). */
 export const LAUNCHER_TRACE = { started: 'bt', out: 'bt.out', err: 'bt.err', status: 'bt.status' } as const;
+
+/**
+ * The launcher's files for the zstd it started on a core it read whole (handler/install.ts
+ * squeeze(), handler/capture.ts): `started` holds the level it compresses at.
+ */
+export const LAUNCHER_ZSTD = { started: 'z', out: 'z.out', err: 'z.err', status: 'z.status' } as const;

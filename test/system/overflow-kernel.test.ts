@@ -87,6 +87,10 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     expect(m.backtrace?.frames.some((f) => f.fn === 'main')).toBe(true);
     expect(m.files.map((f) => f.path)).toContain('backtrace.txt');
     expect(m.warnings.filter((w) => /stack trace|eu-stack/.test(w))).toEqual([]);
+    // and compresses it while node starts: the bundle's core.zst is that zstd's output
+    expect(m.timings.compressByLauncher).toBe(1);
+    expect(m.core).toMatchObject({ compression: 'zstd', file: 'core.zst' });
+    expect(m.core.storedSize).toBeGreaterThan(0);
     // the launcher's registration was taken over by the handler and withdrawn
     await waitFor('no handler registered', () => readdirSync(join(overflowDir(store.root), 'handlers')).length === 0 || undefined, 10_000);
   });

@@ -4,15 +4,15 @@
 // closes it), then the drainer, in this process and as the launcher's exec. A live handler
 // entry of this very process makes the launcher count core.maxConcurrent (1) handlers busy.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../lib/config.js';
 import { parsePidStat } from '../../lib/procfs.js';
-import { corePipeLine, launcherScript, overflowParams, type InstallState, type LauncherTrace } from '../../handler/install.js';
-import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks, pipeBytes } from '../../handler/overflow.js';
+import { corePipeLine, launcherScript, overflowParams, type InstallState, type LauncherTrace, type LauncherZstd } from '../../handler/install.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks, launcherNumber } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
 import { CORE_PREFIX_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
@@ -58,7 +58,7 @@ interface Setup {
   incoming: string;
 }
 
-function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<LauncherTrace>; pipeBuffer?: number | null } = {}): Setup {
+function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<LauncherTrace>; zstd?: Partial<LauncherZstd>; pipeBuffer?: number | null } = {}): Setup {
   const cap = opts.cap === undefined ? 1 : opts.cap;
   const dir = mkdtempSync(join(tmpdir(), 'fbx-overflow-'));
   dirs.push(dir);
@@ -79,6 +79,7 @@ function setUp(yamlExtra = '', opts: { cap?: number | null; trace?: Partial<Laun
   const launcher = join(dir, 'core-handler');
   const params = overflowParams(cfg);
   if (opts.trace && params.trace) params.trace = { ...params.trace, ...opts.trace };
+  if (opts.zstd && params.zstd) params.zstd = { ...params.zstd, ...opts.zstd };
   writeFileSync(launcher, launcherScript(process.execPath, HANDLER, configPath, params), { mode: 0o700 });
   return { dir, cfg, configPath, launcher, incoming };
 }
@@ -234,11 +235,68 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(m.process!.procVerified).toBe(true);
       expect(m.files.map((f) => f.path)).toEqual(expect.arrayContaining(['proc/status', 'proc/fds', 'proc/environ']));
       expect(m.timings.holdMs).toBeTypeOf('number');
+      // a core read whole was compressed by the launcher's zstd while node started
+      expect(m.timings.compressByLauncher).toBe(launcherRead === 'released' ? 1 : undefined);
       expect(m.warnings.join('\n')).not.toMatch(/was cut/); // the core's part is not a /proc copy
       // the launcher's copy is gone once the bundle is published
       expect(entries(s.incoming)).toEqual([]);
     });
   }
+
+  /** The stored core.zst's sha256 is the one its manifest lists. */
+  function expectListedHash(s: Setup, m: Manifest): void {
+    const day = `${m.id.slice(0, 4)}-${m.id.slice(4, 6)}-${m.id.slice(6, 8)}`;
+    const data = readFileSync(join(s.cfg.store.root, 'bundles', day, m.id, 'core.zst'));
+    const listed = m.files.find((f) => f.path === 'core.zst');
+    expect(listed).toMatchObject({ size: data.length, sha256: createHash('sha256').update(data).digest('hex') });
+  }
+
+  it('a core read whole: the launcher\'s zstd output is the bundle\'s core, hashed as stored', async () => {
+    const s = setUp('', { cap: null });
+    const t = await target();
+    const core = Buffer.concat([Buffer.from('text '.repeat(200_000)), randomBytes(300_000)]);
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(m.handler.launcher).toBe('released');
+    expect(m.timings.compressByLauncher).toBe(1);
+    expect(m.core).toMatchObject({ stored: true, compression: 'zstd', size: core.length, truncated: false });
+    expect(m.core.storedSize).toBeLessThan(core.length);
+    expect(bytes.equals(core)).toBe(true);
+    expectListedHash(s, m);
+    expect(entries(s.incoming)).toEqual([]);
+  });
+
+  it('the config now asks for another level than the launcher\'s: node compresses the core itself', async () => {
+    // the launcher was written for level 3 (the default); the config file says 9
+    const s = setUp('  level: 9\n', { cap: null });
+    const t = await target();
+    const core = Buffer.from('some text of a core '.repeat(100_000));
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(m.handler.launcher).toBe('released');
+    expect(m.timings.compressByLauncher).toBeUndefined();
+    expect(bytes.equals(core)).toBe(true);
+    expectListedHash(s, m);
+  });
+
+  it('the launcher\'s zstd fails: node compresses the core itself, nothing lost', async () => {
+    // Faked: a zstd that writes half a frame and fails (tmpfs running full between the core's
+    // copy and zstd's output cannot be caused here without failing the copy first).
+    const bad = join(tmpdir(), `fbx-badzstd-${process.pid}.sh`);
+    writeFileSync(bad, '#!/bin/sh\nprintf \'\\050\\265\\057\\375junk\'\nexit 1\n', { mode: 0o755 });
+    dirs.push(bad);
+    const s = setUp('', { cap: null, zstd: { zstd: bad } });
+    const t = await target();
+    const core = randomBytes(1024 * 1024);
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(m.handler.launcher).toBe('released');
+    expect(m.timings.compressByLauncher).toBeUndefined();
+    expect(m.core).toMatchObject({ stored: true, compression: 'zstd', size: core.length });
+    expect(bytes.equals(core)).toBe(true);
+    expectListedHash(s, m);
+    expect(m.warnings.filter((w) => /compress|zstd|core/i.test(w) && !/not an ELF core/.test(w))).toEqual([]);
+  });
 
   // core.pipeBuffer: the kernel's pipe of a core longer than the launcher's part made bigger
   // (perl, F_SETPIPE_SZ), so that the kernel goes on writing while node starts. The size the
@@ -500,12 +558,12 @@ describe('corePipeLine (flightbox status)', () => {
   });
 });
 
-describe('pipeBytes (the size the launcher\'s perl printed)', () => {
+describe('launcherNumber (the pipe size the launcher\'s perl printed, its zstd level)', () => {
   it.each<[string | null, number | null]>([
     ['16777216\n', 16_777_216], ['65536', 65_536], ['0\n', null], ['', null], [null, null],
     ['1e9\n', null], ['-5\n', null], ['16777216\n16777216\n', null], ['1234567890123\n', null], [' 4096\n', null],
   ])('%j -> %s', (text, expected) => {
-    expect(pipeBytes(text)).toBe(expected);
+    expect(launcherNumber(text)).toBe(expected);
   });
 });
 
