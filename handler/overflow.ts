@@ -27,9 +27,9 @@
 // look again after removing its lock, so an entry written while the locks were held is never
 // left behind.
 import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import type { Config } from '../lib/config.js';
+import { builtin } from '../lib/builtin.js';
 import { errnoCode, messageOf } from '../lib/errors.js';
 import { createLogger, kmsg } from '../lib/log.js';
 import { findProgram } from '../lib/programs.js';
@@ -259,7 +259,8 @@ const DRAIN_BATCH = 64;
 function syncBundles(storeRoot: string, bundleDirs: readonly string[]): void {
   if (bundleDirs.length === 0) return;
   const sync = findProgram('sync');
-  if (sync && spawnSync(sync, ['-f', storeRoot], { stdio: 'ignore', timeout: 120_000 }).status === 0) return;
+  // (node:child_process loaded here, not with this module: every crash's handler imports it)
+  if (sync && builtin('node:child_process').spawnSync(sync, ['-f', storeRoot], { stdio: 'ignore', timeout: 120_000 }).status === 0) return;
   for (const b of bundleDirs) {
     syncTree(b);
     fsyncDir(dirname(b));
