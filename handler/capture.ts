@@ -18,7 +18,7 @@ import { builtin } from '../lib/builtin.js';
 import { messageOf, errnoCode } from '../lib/errors.js';
 import { escapeControl } from '../lib/escape.js';
 import { createLogger, kmsg, type Logger } from '../lib/log.js';
-import { checkSecureDir, createExclusive, readNoFollow, writeFileExclusive, writeFully } from '../lib/safe-fs.js';
+import { checkSecureDir, createExclusive, readNoFollow, syncTreeAtOnce, writeFileExclusive, writeFully } from '../lib/safe-fs.js';
 import { findProgram } from '../lib/programs.js';
 import { VERSION } from '../lib/version.js';
 import { makeBundleId } from '../store/bundle-id.js';
@@ -547,6 +547,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     timings.compressMs = now() - tc;
   }
 
+  // The index is opened (SQLite's addon loaded, the schema checked: ~10 ms) while the stack
+  // trace and the recorders' snapshot are still being taken; an index that cannot be opened
+  // now is dealt with when the bundle is indexed.
+  try {
+    store.index();
+  } catch {
+    // finishBundle spools the event for later
+  }
   const [backtrace, recorders] = await Promise.all([backtraceTask, recorderTask]);
   warnings.push(...recorderWarnings, ...backtraceWarnings);
   if (proc.exeFd !== null) closeSync(proc.exeFd);
@@ -653,7 +661,17 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // And only when /proc was verified to be that process, with all four uids its own.
   const ownUids = proc.verified && proc.meta.uids !== null && proc.meta.uids.length > 0 && proc.meta.uids.every((u) => u === args.uid);
   const grantUid = cfg.capture.userAccess && args.dumpable === 1 && args.uid > 0 && ownUids ? args.uid : null;
-  const ix = store.finishBundle(staging, manifest, { mail, grantUid, knownHashes, sync: opts.sync });
+  // What was written without fsync, synced at once (not one file after the other).
+  let treeSynced = false;
+  if (opts.sync !== false) {
+    try {
+      await syncTreeAtOnce(staging);
+      treeSynced = true;
+    } catch {
+      // finishBundle syncs it one by one, and reports what fails
+    }
+  }
+  const ix = store.finishBundle(staging, manifest, { mail, grantUid, knownHashes, sync: opts.sync, treeSynced });
   const bundleDir = ix.bundleDir;
   if (!ix.indexed) log.warn({ id, error: ix.error ?? '' }, 'Failed to index the bundle, spooled for later: %s', ix.error ?? '');
   // Tell the daemon, whose crash rules may add actions (mail, exec, a snapshot). Best effort.

@@ -53,6 +53,9 @@ function writeCache(name: string, data: Buffer): void {
 }
 
 function start(): void {
+  // A bundle's fsyncs go out together (lib/safe-fs syncTreeAtOnce): more of them at once
+  // than libuv's default four threads. Read when the pool first starts, which is later.
+  process.env.UV_THREADPOOL_SIZE ??= '16';
   const file = join(__dirname, HANDLER_MAIN_BUNDLE);
   const fd = openSync(file, constants.O_RDONLY);
   let source: string;

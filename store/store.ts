@@ -54,6 +54,8 @@ export interface FinishOptions extends IndexExtras {
    * bundles (the crash-storm drainer, handler/overflow.ts) before it deletes their sources.
    */
   sync?: boolean;
+  /** The caller has synced the staging directory's files and directories already (syncTreeAtOnce). */
+  treeSynced?: boolean;
 }
 
 /** A spool marker: empty (an event to index), or JSON naming what else waits with it. */
@@ -165,7 +167,7 @@ export class Store {
   } {
     // Files written on the crash handler's hold path were not synced; do it now, once.
     const sync = extras.sync !== false;
-    if (sync) syncTree(staging);
+    if (sync && !extras.treeSynced) syncTree(staging);
     manifest.files = listBundleFiles(staging, '', extras.knownHashes).filter((f) => f.path !== '.owner');
     if (extras.grantUid !== undefined && extras.grantUid !== null) {
       try {
