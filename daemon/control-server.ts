@@ -7,6 +7,7 @@ import { controlRequest, MAX_CONTROL_MESSAGE_BYTES, type ControlRequest, type Co
 import { FlightboxError, messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { isBundleId } from '../store/bundle-id.js';
+import { SPOOL_ENTRY_RE } from '../handler/run-dir.js';
 
 export const CONTROL_REQUEST_TIMEOUT_MS = 60_000;
 
@@ -42,7 +43,9 @@ export function parseControlRequest(line: string): ControlRequest {
       if (typeof r.thaw !== 'boolean') throw new Error('thaw must be true or false');
       if (r.id === undefined) return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw };
       if (!isBundleId(str('id', 64))) throw new Error('id must be an event id');
-      return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw, id: r.id as string };
+      if (r.entry === undefined) return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw, id: r.id as string };
+      if (!SPOOL_ENTRY_RE.test(str('entry', 64))) throw new Error('entry must be a launcher\'s entry name');
+      return { op: 'snapshot-into', dir: str('dir'), reason: str('reason'), thaw: r.thaw, id: r.id as string, entry: r.entry as string };
     }
   }
   throw new Error('unknown op');

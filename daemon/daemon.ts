@@ -18,7 +18,7 @@ import type { Firing, Rule } from '../lib/rules.js';
 import { readManifest } from '../store/manifest.js';
 import { collectInto, eventEnv, runBounded, splitCommand, MAX_EXEC_OUTPUT_BYTES } from './commands.js';
 import { ControlServer } from './control-server.js';
-import { EarlyFreezes, FreezeFifo } from './freeze-fifo.js';
+import { EarlyFreezes, FreezeFifo, earlyFreezeKey } from './freeze-fifo.js';
 import { Exporter } from './exporter.js';
 import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
 import { TriggerRunner } from './trigger-runner.js';
@@ -239,7 +239,7 @@ export class Daemon {
         // With an id (a handler that sent its early freeze on the FIFO) this snapshot owns that
         // freeze, or, when the line never came (or comes later), takes one of its own. Without
         // one (an older handler) the freeze came over the socket and may have timed out.
-        const early = req.id === undefined ? undefined : this.#early.claim(req.id, this.#recorders.leaseGeneration);
+        const early = req.id === undefined ? undefined : this.#early.claim(earlyFreezeKey(req), this.#recorders.leaseGeneration);
         const frozeHere = early === undefined ? !this.#recorders.frozen : !early;
         if (frozeHere) await this.#recorders.freeze();
         const frozenAt = this.#recorders.frozenAt;
@@ -253,11 +253,17 @@ export class Daemon {
     }
   }
 
-  /** A crash handler's line on the freeze FIFO: freeze now, for that crash's snapshot to claim. */
-  #earlyFreeze(id: string): void {
-    if (!this.#early.arrive(id, this.#recorders.leaseGeneration)) return;
+  /**
+   * A crash's line on the freeze FIFO: freeze now, for that crash's snapshot to claim, and
+   * start taking the snapshot at once, while the handler is still starting and reading the
+   * core: its snapshot-into then only links what is (or is being) written.
+   */
+  #earlyFreeze(key: string): void {
+    if (!this.#early.arrive(key, this.#recorders.leaseGeneration)) return;
     // freeze() counts synchronously, before its first await: a snapshot-into read next finds it.
-    this.#recorders.freeze().catch((err: unknown) => this.#log.warn({ id }, 'Early freeze failed: %s', messageOf(err)));
+    this.#recorders.freeze()
+      .then(() => this.#recorders.prefetch(Date.now() + this.#cfg.daemon.snapshotDeadlineMs))
+      .catch((err: unknown) => this.#log.warn({ key }, 'Early freeze failed: %s', messageOf(err)));
   }
 
   /**

@@ -1,6 +1,7 @@
-// The crash handler's early freeze request: one line, `freeze <bundle id>`, written to a FIFO
-// beside the control socket (`<socket>.freeze`). The handler sends it before it reads /proc
-// and the core, and a FIFO write is one system call where a socket request costs it 7-15 ms
+// The crash handler's early freeze request: one line written to a FIFO beside the control
+// socket (`<socket>.freeze`): `spool <entry>` from the launcher (handler/install.ts) once it
+// has read the core or its first part, else `freeze <bundle id>` from node before it reads
+// /proc and the core. A FIFO write is one system call where a socket request costs 7-15 ms
 // of loading node:net and connecting, all of which would hold the crashed process. Nobody
 // answers: the handler learns what happened when it asks for the snapshot, after the release
 // (see EarlyFreezes). The FIFO is root's, mode 0600, in the same directory as the socket.
@@ -9,6 +10,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, unlinkSync } from
 import { Socket } from 'node:net';
 import { errnoCode, messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import { SPOOL_ENTRY_RE } from '../handler/run-dir.js';
 import { isBundleId } from '../store/bundle-id.js';
 
 /** A line longer than this is not a request: dropped. */
@@ -71,8 +73,12 @@ export class FreezeFifo {
 
   #line(line: string): void {
     const m = /^freeze (\S+)$/.exec(line);
-    if (!m || !isBundleId(m[1]!)) return this.#bad(line.slice(0, 40));
-    this.#onFreeze(m[1]!);
+    if (m && isBundleId(m[1]!)) return this.#onFreeze(m[1]!);
+    // The launcher's line, sent once it has read the core (or its first part): its entry's
+    // name stands for the crash until node has made the bundle id (earlyFreezeKey).
+    const e = /^spool (\S+)$/.exec(line);
+    if (e && SPOOL_ENTRY_RE.test(e[1]!)) return this.#onFreeze(earlyFreezeKey({ entry: e[1]! }));
+    this.#bad(line.slice(0, 40));
   }
 
   #bad(sample: string): void {
@@ -89,6 +95,14 @@ export class FreezeFifo {
       // already gone
     }
   }
+}
+
+/**
+ * What an early freeze is held under: the launcher's entry when the launcher sent the line
+ * (`spool <entry>`), else the bundle id node sent (`freeze <id>`). (Ids hold no space.)
+ */
+export function earlyFreezeKey(by: { id?: string; entry?: string }): string {
+  return by.entry !== undefined ? `spool ${by.entry}` : by.id ?? '';
 }
 
 /**

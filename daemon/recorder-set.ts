@@ -253,12 +253,10 @@ export class RecorderSet {
    */
   async snapshotInto(dir: string, deadline: number, only: readonly string[] | null = null): Promise<RecorderSnapshot[]> {
     if (this.#freezeCount === 0) throw new Error('snapshotInto needs the recorders frozen');
-    const epoch = this.#epoch;
-    if (!this.#epochSnapshot) {
-      const cache = join(this.#opts.workDir, 'epochs', String(epoch));
-      this.#epochSnapshot = this.#takeSnapshots(cache, deadline);
-    }
-    const shared = (await this.#epochSnapshot).filter((s) => only === null || only.includes(s.name));
+    this.prefetch(deadline);
+    const taking = this.#epochSnapshot;
+    if (!taking) throw new Error('snapshotInto needs the recorders frozen');
+    const shared = (await taking).filter((s) => only === null || only.includes(s.name));
     return shared.map((s) => {
       const target = join(dir, s.name);
       try {
@@ -268,6 +266,19 @@ export class RecorderSet {
         return { ...s, dir: target, files: [], ok: false, warnings: [...s.warnings, `could not copy the ${s.name} snapshot: ${messageOf(err)}`] };
       }
     });
+  }
+
+  /**
+   * Start taking this freeze epoch's snapshots, if nobody has yet: a crash's early freeze
+   * does, so that the snapshot is under way before the handler asks for it. Nothing while
+   * thawed. (An early freeze that nobody claims costs one snapshot; its lease thaws it.)
+   */
+  prefetch(deadline: number): void {
+    if (this.#freezeCount === 0 || this.#epochSnapshot) return;
+    const cache = join(this.#opts.workDir, 'epochs', String(this.#epoch));
+    const taking = this.#takeSnapshots(cache, deadline);
+    taking.catch(() => { /* whoever links it gets the error */ });
+    this.#epochSnapshot = taking;
   }
 
   async #takeSnapshots(cache: string, deadline: number): Promise<RecorderSnapshot[]> {

@@ -146,6 +146,8 @@ export interface SpooledCrash {
   pipeBytes: number | null;
   /** the level the launcher's zstd compresses the core it read whole at (handler/install.ts squeeze()); null: none started */
   zstdLevel: number | null;
+  /** the entry's name, when the launcher sent its line on the daemon's freeze FIFO (handler/install.ts freeze()); null: it did not */
+  frozeEntry: string | null;
 }
 
 export interface OverflowCrash {
@@ -285,7 +287,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // A storm's overflow crash was spooled by the launcher some time ago: the recorders hold
   // other moments by now, and the storm's first crashes have their snapshot.
   const socket = socketPath(cfg);
-  const earlyFreezeError = overflow ? 'recorded on the crash-storm path' : sendEarlyFreeze(freezeFifoPath(cfg), id);
+  // (The launcher sent the line itself when it could, as soon as it had read the core.)
+  const frozeEntry = spooled?.frozeEntry ?? null;
+  const earlyFreezeError = overflow ? 'recorded on the crash-storm path' : frozeEntry !== null ? null : sendEarlyFreeze(freezeFifoPath(cfg), id);
   const daemonRunning = !overflow && (earlyFreezeError === null || existsSync(socket));
   if (overflow?.interrupted) warnings.push('no flight-recorder snapshot: recorded after its handler stopped');
   else if (overflow) warnings.push('no flight-recorder snapshot: this crash came during a crash storm and was recorded by the launcher (see the snapshots of the crashes stored with their core)');
@@ -414,7 +418,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     try {
       const r = await daemonRequest(
         socket,
-        { op: 'snapshot-into', dir: join(staging, 'recorder'), reason: `crash ${id}`, thaw: true, id },
+        { op: 'snapshot-into', dir: join(staging, 'recorder'), reason: `crash ${id}`, thaw: true, id, ...(frozeEntry !== null ? { entry: frozeEntry } : {}) },
         cfg.daemon.snapshotDeadlineMs + SNAPSHOT_ANSWER_SLACK_MS,
       );
       daemonAnswered = true;

@@ -12,7 +12,7 @@
 import { existsSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../lib/config.js';
+import { freezeFifoPath, type Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
@@ -20,7 +20,7 @@ import { formatSize } from '../lib/units.js';
 import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
+import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -103,6 +103,8 @@ export interface OverflowParams {
   pipe: LauncherPipe | null;
   /** zstd started by the launcher on a core it read whole; null: node compresses every core */
   zstd: LauncherZstd | null;
+  /** the daemon's freeze FIFO (daemon/freeze-fifo.ts), which the launcher writes its crash's line to */
+  freezeFifo: string;
 }
 
 /** The zstd (absolute path) the launcher compresses a core it read whole with, and the level (core.level). */
@@ -131,6 +133,7 @@ export function overflowParams(cfg: Config): OverflowParams {
     trace: launcherTrace(cfg),
     pipe: launcherPipe(cfg),
     zstd: launcherZstd(cfg),
+    freezeFifo: freezeFifoPath(cfg),
   };
 }
 
@@ -337,6 +340,14 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     ...(params.trace ? traceFunction(params.trace) : []),
     ...(params.pipe ? pipeFunction(params.pipe) : []),
     ...(params.zstd ? squeezeFunction(params.zstd) : []),
+    '# the daemon\'s recorders frozen for this crash: one line on its FIFO once the core (or its',
+    '# first part) is read, never waiting (daemon/freeze-fifo.ts); `frozen` tells node it went',
+    `fifo=${shellQuote(params.freezeFifo)}`,
+    'freeze() {',
+    '  [ -p "$fifo" ] && [ -O "$fifo" ] || return 0',
+    `  printf 'spool %s\n' "\${d##*/}" | LC_ALL=C dd of="$fifo" oflag=nonblock conv=notrunc status=none 2>/dev/null && : >"$d/${LAUNCHER_FROZE_FILE}"`,
+    '  return 0',
+    '}',
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
     '  entry "$@" || return 0',
@@ -354,6 +365,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     `      *) exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''}${params.zstd ? '; squeeze' : ''} ;;`,
     '    esac',
     '  fi',
+    '  freeze',
     `  ${node} --spooled "$d" "$rc"`,
     '}',
     '# RLIMIT_CORE 0 (ulimit -c 0) and core.honourRlimit: no core is kept, so none is read',
@@ -362,6 +374,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  { : >"$d/handler"; } 2>/dev/null && copy "$@" || { rm -rf "$d"; return 0; }',
     '  exec 0</dev/null',
     '  : >"$d/released"',
+    '  freeze',
     `  ${node} --spooled "$d" 0`,
     '}',
     'if digits "$1" && digits "$6" && digits "$7" && [ -d "$in" ] && [ ! -L "$in" ] && [ -O "$in" ]; then',

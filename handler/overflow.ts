@@ -36,7 +36,7 @@ import { findProgram } from '../lib/programs.js';
 import { checkSecureDir, fsyncDir, readNoFollow, syncTree, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { SPOOL_DIR, Store } from '../store/store.js';
-import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_FROZE_FILE, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
 
 export { DRAIN_LOCKS, FAILED_PREFIX };
 import { captureCrash, type SpooledCrash } from './capture.js';
@@ -232,6 +232,7 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
       traceDir: existsSync(join(dir, LAUNCHER_TRACE.started)) ? dir : null,
       pipeBytes: launcherNumber(readSmall(dir, LAUNCHER_PIPE_FILE)),
       zstdLevel: launcherNumber(readSmall(dir, LAUNCHER_ZSTD.started)),
+      frozeEntry: existsSync(join(dir, LAUNCHER_FROZE_FILE)) ? basename(dir) : null,
     },
   };
 }

@@ -72,3 +72,6 @@ export const LAUNCHER_TRACE = { started: 'bt', out: 'bt.out', err: 'bt.err', sta
  * squeeze(), handler/capture.ts): `started` holds the level it compresses at.
  */
 export const LAUNCHER_ZSTD = { started: 'z', out: 'z.out', err: 'z.err', status: 'z.status' } as const;
+
+/** The launcher's mark that it sent its crash's line on the daemon's freeze FIFO (handler/install.ts freeze()). */
+export const LAUNCHER_FROZE_FILE = 'frozen';

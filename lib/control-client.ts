@@ -11,7 +11,13 @@ export type ControlRequest =
   | { op: 'status' }
   | { op: 'freeze'; reason: string }
   | { op: 'thaw'; reason: string }
-  | { op: 'snapshot-into'; dir: string; reason: string; thaw: boolean; /** the crash whose early freeze (FIFO) this claims */ id?: string }
+  | {
+    op: 'snapshot-into'; dir: string; reason: string; thaw: boolean;
+    /** the crash whose early freeze (FIFO) this claims */
+    id?: string;
+    /** the launcher's entry whose early freeze (its `spool` line on the FIFO) this claims instead */
+    entry?: string;
+  }
   | { op: 'snapshot'; reason: string }
   | { op: 'trigger'; rule: string }
   | { op: 'crash'; id: string };

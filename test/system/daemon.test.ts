@@ -70,6 +70,8 @@ describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
     expect(samples.length).toBeGreaterThanOrEqual(5);
     // The history ends at the crash: frozen as soon as the handler asked, before its own work.
     expect(samples.at(-1)!.t).toBeLessThanOrEqual(Date.parse(m.capturedAt) + m.timings.freezeMs!);
+    // The launcher asked, once it had read the core: before node had started.
+    expect(m.timings.freezeMs).toBeLessThan(m.timings.holdMs! + m.timings.startupMs!);
     expect(samples.at(-1)!.t).toBeGreaterThan(Date.parse(m.capturedAt) - 1000);
     expect(m.files.map((f) => f.path)).toContain('recorder/metrics/samples.jsonl');
   });
@@ -190,6 +192,21 @@ describe.skipIf(!IS_ROOT)('the daemon and its recorders', () => {
     line(`freeze ${ids[3]}\n`);
     await waitFor('the marker line taken', () => frozen(), 5000);
     expect(await controlRequest(sock, { op: 'snapshot-into', dir: staging(ids[3]!), reason: 'm', thaw: true, id: ids[3] }, 20_000)).toMatchObject({ ok: true, early: true });
+    expect(await frozen()).toBe(false);
+
+    // The launcher's line names its entry (node has no bundle id yet); node's snapshot claims
+    // that freeze by the entry. Lines naming anything else are ignored.
+    line('spool ../../etc\nspool 1795738230.1.2/x\n');
+    line('spool 1795738230.4242.4343\n');
+    await waitFor('the launcher\'s line taken', () => frozen(), 5000);
+    const id5 = '20261126T100000-4242-eeeeee';
+    const byEntry = await controlRequest(sock, { op: 'snapshot-into', dir: staging(id5), reason: 'launcher', thaw: true, id: id5, entry: '1795738230.4242.4343' }, 20_000);
+    expect(byEntry).toMatchObject({ ok: true, early: true, frozeHere: false });
+    expect(await frozen()).toBe(false);
+    expect(existsSync(join(store.root, 'staging', id5, 'recorder', 'metrics', 'samples.jsonl'))).toBe(true);
+    // a request naming an entry that is no entry is refused
+    const bad = await controlRequest(sock, { op: 'snapshot-into', dir: staging('20261126T100000-4243-ffffff'), reason: 'x', thaw: true, id: '20261126T100000-4243-ffffff', entry: '../x' }, 20_000);
+    expect(bad).toMatchObject({ ok: false });
     expect(await frozen()).toBe(false);
   });
 

@@ -5,7 +5,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EarlyFreezes, FreezeFifo, MAX_EARLY_FREEZES } from '../../daemon/freeze-fifo.js';
+import { EarlyFreezes, FreezeFifo, MAX_EARLY_FREEZES, earlyFreezeKey } from '../../daemon/freeze-fifo.js';
 import { createLogger } from '../../lib/log.js';
 
 const ID = '20261126T144528-485772-8df201';
@@ -112,6 +112,18 @@ describe('FreezeFifo', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(got).toEqual([ID, id(7)]);
     expect(readFileSync(logFile, 'utf8')).toMatch(/Ignoring a malformed line on the freeze FIFO/);
+  });
+
+  it('the launcher\'s line names its entry; other spool lines are ignored', async () => {
+    open();
+    writeLines('spool 1795738230.4242.4343\nspool ../../etc\nspool 1795738230.1.2/x\nspool 1.2\n');
+    writeLines(`freeze ${id(8)}\n`);
+    await until(2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(got).toEqual([earlyFreezeKey({ entry: '1795738230.4242.4343' }), id(8)]);
+    // the key node's snapshot claims it by: the entry, whatever the bundle id
+    expect(earlyFreezeKey({ id: id(9), entry: '1795738230.4242.4343' })).toBe(got[0]);
+    expect(earlyFreezeKey({ id: id(9) })).toBe(id(9));
   });
 
   it('replaces whatever was at its path (a stale FIFO, a file, a symlink) and removes its FIFO when closed', () => {
