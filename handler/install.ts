@@ -20,7 +20,7 @@ import { formatSize } from '../lib/units.js';
 import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -231,7 +231,8 @@ function squeezeFunction(z: LauncherZstd): string[] {
  * holds the crashed process until its core has been read, and node takes 40-50 ms to start.
  * It copies /proc/<pid> (one cp of the files, one find of the links, each copy capped at
  * 4 MiB by RLIMIT_FSIZE with SIGXFSZ ignored) into a root-only directory on tmpfs
- * (handler/run-dir.ts overflowDir), then the first CORE_PREFIX_BYTES of the core (one dd).
+ * (handler/run-dir.ts overflowDir), then the first CORE_PREFIX_BYTES of the core (one dd),
+ * and, once it has made the pipe bigger, the rest up to CORE_WHOLE_BYTES (a second dd).
  * A core that ended there is read whole: the process is released, eu-stack and zstd start on
  * the copy in the background, and node makes the bundle from it (--spooled); a longer core keeps the pipe open for node, which goes on
  * reading it after the prefix. With core.maxConcurrent set it first counts the live handlers
@@ -345,8 +346,12 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     `fifo=${shellQuote(params.freezeFifo)}`,
     'freeze() {',
     '  [ -p "$fifo" ] && [ -O "$fifo" ] || return 0',
-    `  printf 'spool %s\n' "\${d##*/}" | LC_ALL=C dd of="$fifo" oflag=nonblock conv=notrunc status=none 2>/dev/null && : >"$d/${LAUNCHER_FROZE_FILE}"`,
+    `  printf 'spool %s\\n' "\${d##*/}" | LC_ALL=C dd of="$fifo" oflag=nonblock conv=notrunc status=none 2>/dev/null && : >"$d/${LAUNCHER_FROZE_FILE}"`,
     '  return 0',
+    '}',
+    '# the core was read whole: the process goes, and its stack trace and compression start',
+    'release() {',
+    `  exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''}${params.zstd ? '; squeeze' : ''}`,
     '}',
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
@@ -357,12 +362,18 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  rc=$?',
     '  recs=',
     '  read -r recs rest 2>/dev/null <"$d/dd"',
-    '  # "1+0 records": the prefix is full and the core may go on; else it ended: release it.',
+    '  # "1+0 records": the prefix is full and the core may go on: with the pipe made bigger,',
+    `  # read on up to ${CORE_WHOLE_BYTES / 1024 / 1024} MiB in all; else (either time) it ended: release it.`,
     '  # (dd failed: node keeps what it wrote and says so; it could not have been written.)',
     '  if [ "$rc" = 0 ]; then',
     '    case $recs in',
-    `      1+*)${params.pipe ? ' pipe' : ''} ;;`,
-    `      *) exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''}${params.zstd ? '; squeeze' : ''} ;;`,
+    `      1+*)${params.pipe ? ' pipe;' : ''}`,
+    `        LC_ALL=C dd bs=${CORE_WHOLE_BYTES - CORE_PREFIX_BYTES} count=1 iflag=fullblock oflag=append conv=notrunc of="$d/core" 2>"$d/dd"`,
+    '        rc=$?',
+    '        recs=',
+    '        read -r recs rest 2>/dev/null <"$d/dd"',
+    '        [ "$rc" = 0 ] && case $recs in 1+*) ;; *) release ;; esac ;;',
+    '      *) release ;;',
     '    esac',
     '  fi',
     '  freeze',

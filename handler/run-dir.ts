@@ -20,6 +20,14 @@ export const DRAIN_LOCKS = ['.drain', '.drain2'] as const;
  */
 export const CORE_PREFIX_BYTES = 8 * 1024 * 1024;
 
+/**
+ * A core longer than CORE_PREFIX_BYTES is read on by the launcher, once it has made the pipe
+ * bigger, up to this much in all: a core that ends within it is read whole too (eu-stack and
+ * zstd start on it while node starts), one that goes on is left to node after this much.
+ * RAM on tmpfs, like the prefix, until node has copied it.
+ */
+export const CORE_WHOLE_BYTES = 32 * 1024 * 1024;
+
 /** The launcher's record of the size it gave the core's pipe (handler/install.ts pipeFunction). */
 export const LAUNCHER_PIPE_FILE = 'pipe';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CORE_PIPE_BYTES } from '../../lib/config.js';
 import { parsePidStat } from '../../lib/procfs.js';
-import { CORE_PREFIX_BYTES, overflowDir } from '../../handler/run-dir.js';
+import { CORE_WHOLE_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { CLI, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
 import { crash, restoreKernelState, saveKernelState, type KernelState } from './kernel.js';
 
@@ -107,9 +107,28 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     expect((await waitFor('the next crash indexed', () => manifestOf(again.pid), 30_000)).handler.launcher).toBe('released');
   });
 
-  it('a core longer than the launcher reads: node goes on where it stopped; the stitched core is whole', async () => {
+  it('a core past the first 8 MiB but within 32 MiB: the launcher reads it whole through the bigger pipe', async () => {
     const fat = buildCrasher('fat-segv');
-    const c = await crash(fat, ['24', '0']);
+    const c = await crash(fat, ['20', '0']);
+    expect(c.signal).toBe('SIGSEGV');
+    const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 60_000);
+    expect(m.handler.launcher).toBe('released');
+    expect([DEFAULT_CORE_PIPE_BYTES, DEFAULT_CORE_PIPE_BYTES / 2, DEFAULT_CORE_PIPE_BYTES / 4]).toContain(m.handler.pipeBytes);
+    expect(m.core).toMatchObject({ stored: true, truncated: false, compression: 'zstd' });
+    expect(m.core.size).toBeGreaterThan(20 * 1024 * 1024);
+    // the stack trace and the compression started by the launcher, while node started
+    expect(m.timings.backtraceByLauncher).toBe(1);
+    expect(m.timings.compressByLauncher).toBe(1);
+    expect(m.backtrace?.frames.some((f) => f.fn === 'main')).toBe(true);
+    const out = join(store.dir, 'mid.core');
+    const d = runCli([...cfg(), 'dump', m.id, '-o', out]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(statSync(out).size).toBe(m.core.size);
+  });
+
+  it('a core longer than the launcher reads (32 MiB): node goes on where it stopped; the stitched core is whole', async () => {
+    const fat = buildCrasher('fat-segv');
+    const c = await crash(fat, ['40', '0']);
     expect(c.signal).toBe('SIGSEGV');
     const m = await waitFor('the crash indexed', () => manifestOf(c.pid), 60_000);
     expect(m.handler.launcher).toBe('prefix');
@@ -120,7 +139,7 @@ describe.skipIf(!IS_ROOT)('a crash beyond core.maxConcurrent, through the real k
     // the core went on past the launcher's part: node took the stack trace itself
     expect(m.timings.backtraceByLauncher).toBeUndefined();
     expect(m.core).toMatchObject({ stored: true, truncated: false });
-    expect(m.core.size).toBeGreaterThan(CORE_PREFIX_BYTES + 8 * 1024 * 1024);
+    expect(m.core.size).toBeGreaterThan(CORE_WHOLE_BYTES + 4 * 1024 * 1024);
     // eu-stack found the crashing frame in it: the ELF core is whole and consistent
     expect(m.backtrace?.frames.some((f) => f.fn === 'main')).toBe(true);
     const out = join(store.dir, 'fat.core');

@@ -14,7 +14,7 @@ import { parsePidStat } from '../../lib/procfs.js';
 import { corePipeLine, launcherScript, overflowParams, type InstallState, type LauncherTrace, type LauncherZstd } from '../../handler/install.js';
 import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks, launcherNumber } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
-import { CORE_PREFIX_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
 import { readManifest, type Manifest } from '../../store/manifest.js';
 import { Store } from '../../store/store.js';
@@ -215,7 +215,11 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     return { m: m!, bytes: z.stdout };
   }
 
-  for (const [what, size, launcherRead] of [['a core within its first part', 3 * 1024 * 1024 + 17, 'released'], ['a core longer than the launcher reads', CORE_PREFIX_BYTES + 5 * 1024 * 1024 + 3, 'prefix']] as const) {
+  for (const [what, size, launcherRead] of [
+    ['a core within its first part', 3 * 1024 * 1024 + 17, 'released'],
+    ['a core past its first part, read on to its end (second dd)', CORE_PREFIX_BYTES + 5 * 1024 * 1024 + 3, 'released'],
+    ['a core longer than the launcher reads', CORE_WHOLE_BYTES + 5 * 1024 * 1024 + 3, 'prefix'],
+  ] as const) {
     it(`${what}: stored byte for byte, /proc from the launcher's copy`, async () => {
       const s = setUp('', { cap: null });
       const t = await target();
@@ -224,6 +228,7 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       randomBytes(1024 * 1024).copy(core, 0);
       randomBytes(64 * 1024).copy(core, size - 64 * 1024);
       if (size > CORE_PREFIX_BYTES) randomBytes(4096).copy(core, CORE_PREFIX_BYTES - 2048);
+      if (size > CORE_WHOLE_BYTES) randomBytes(4096).copy(core, CORE_WHOLE_BYTES - 2048);
       expect(launch(s, t.pid!, { core }).status).toBe(0);
       const { m, bytes } = storedCore(s);
       expect(m.handler.launcher).toBe(launcherRead);
@@ -333,8 +338,8 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       if (mounted) spawnSync('umount', ['-l', mounted]);
       mounted = null;
     });
-    function tinySpool(s: Setup): void {
-      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', s.incoming], { encoding: 'utf8' });
+    function tinySpool(s: Setup, size = '1m'): void {
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', s.incoming], { encoding: 'utf8' });
       expect(m.status, m.stderr).toBe(0);
       mounted = s.incoming;
     }
@@ -352,6 +357,23 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(bytes.length).toBeGreaterThan(0);
       expect(bytes.equals(core.subarray(0, bytes.length))).toBe(true);
       expect(m.process!.cmdline).toContain(HOSTILE_ARG);
+    });
+
+    it('the first part fits, the rest up to the launcher\'s whole does not: node keeps what it wrote, truncated', async () => {
+      const s = setUp('', { cap: null });
+      tinySpool(s, '12m');
+      const t = await target();
+      const core = randomBytes(CORE_PREFIX_BYTES + 8 * 1024 * 1024);
+      expect(launch(s, t.pid!, { core }).status).toBe(0);
+      const { m, bytes } = storedCore(s);
+      expect(m.handler.launcher).toBe('prefix');
+      expect(m.core).toMatchObject({ stored: true, truncated: true, reason: 'write-error: launcher' });
+      expect(m.warnings.join('\n')).toMatch(/the launcher could not store the core's first part \(dd exited 1\b/);
+      // the first dd's 8 MiB and what the second wrote before tmpfs was full
+      expect(bytes.length).toBeGreaterThan(CORE_PREFIX_BYTES);
+      expect(bytes.length).toBeLessThan(core.length);
+      expect(bytes.equals(core.subarray(0, bytes.length))).toBe(true);
+      expect(m.timings.compressByLauncher).toBeUndefined();
     });
 
     it('nothing fits at all: the launcher steps aside and node reads /proc and the core itself', async () => {
