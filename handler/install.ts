@@ -10,6 +10,7 @@
 // skips; /proc/<pid> then stays readable only until the core has been read from stdin,
 // which is why the handler reads /proc first.
 import { existsSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freezeFifoPath, type Config } from '../lib/config.js';
@@ -111,6 +112,8 @@ export interface OverflowParams {
 export interface LauncherZstd {
   zstd: string;
   level: number;
+  /** workers (-T): the CPUs at install */
+  threads: number;
 }
 
 /** perl (absolute path) sets the pipe's size (F_SETPIPE_SZ): no shell or coreutils program can. */
@@ -139,7 +142,7 @@ export function overflowParams(cfg: Config): OverflowParams {
 
 function launcherZstd(cfg: Config): LauncherZstd | null {
   const zstd = cfg.core.compress === 'zstd' ? findProgram('zstd') : null;
-  return zstd ? { zstd, level: cfg.core.level } : null;
+  return zstd ? { zstd, level: cfg.core.level, threads: availableParallelism() } : null;
 }
 
 function launcherPipe(cfg: Config): LauncherPipe | null {
@@ -208,7 +211,8 @@ function traceFunction(t: LauncherTrace): string[] {
 /**
  * The launcher's squeeze(): zstd on a core the launcher read whole, in the background, so that
  * the core is compressed while node starts (node then copies the result into the bundle,
- * handler/capture.ts). One worker: eu-stack and node's start want the other CPU. The core
+ * handler/capture.ts). One worker per CPU, as node runs it: a core of a few MiB is one job of
+ * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last. The core
  * comes on stdin; `z` says at which level, for node to check against its config. The status
  * file appears whole (renamed) once zstd is done; anything but 0 and node compresses itself.
  */
@@ -219,7 +223,7 @@ function squeezeFunction(z: LauncherZstd): string[] {
     'squeeze() {',
     `  { printf '%s\n' ${z.level} >"$d/${f.started}"; } 2>/dev/null || return 0`,
     '  (',
-    `    ${shellQuote(z.zstd)} -q -${z.level} -T1 -c <"$d/core" >"$d/${f.out}" 2>"$d/${f.err}"`,
+    `    ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <"$d/core" >"$d/${f.out}" 2>"$d/${f.err}"`,
     `    printf '%s\n' $? >"$d/${f.status}.tmp" && mv -f "$d/${f.status}.tmp" "$d/${f.status}"`,
     '  ) >/dev/null 2>&1 &',
     '}',
