@@ -221,10 +221,10 @@ function squeezeFunction(z: LauncherZstd): string[] {
   return [
     '# the core read whole, compressed while node starts (handler/capture.ts)',
     'squeeze() {',
-    `  { printf '%s\n' ${z.level} >"$d/${f.started}"; } 2>/dev/null || return 0`,
+    `  { printf '%s\\n' ${z.level} >"$d/${f.started}"; } 2>/dev/null || return 0`,
     '  (',
     `    ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <"$d/core" >"$d/${f.out}" 2>"$d/${f.err}"`,
-    `    printf '%s\n' $? >"$d/${f.status}.tmp" && mv -f "$d/${f.status}.tmp" "$d/${f.status}"`,
+    `    printf '%s\\n' $? >"$d/${f.status}.tmp" && mv -f "$d/${f.status}.tmp" "$d/${f.status}"`,
     '  ) >/dev/null 2>&1 &',
     '}',
   ];
