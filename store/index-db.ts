@@ -1,6 +1,7 @@
 // The SQLite index of events (better-sqlite3): WAL, busy timeout, numbered append-only
 // migrations, statements prepared once, synchronous transactions. One connection per
 // process. The bundles on disk are the truth; this is a rebuildable index of them.
+import { isAscii } from 'node:buffer';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -410,6 +411,10 @@ const COLUMNS = [
   'core_stored_size', 'core_truncated', 'has_core', 'bundle_size', 'warnings', 'bundle', 'indexed_at', 'reason',
 ] as const;
 
+/** A column of the events table, as EventRow names it. */
+export type EventColumn = (typeof COLUMNS)[number];
+const COLUMN_NAMES: ReadonlySet<string> = new Set(COLUMNS);
+
 /** Columns added by later migrations may be absent from a caller's row: they are NULL. */
 function withAllColumns(row: EventRow): Record<string, unknown> {
   const out: Record<string, unknown> = { ...row };
@@ -472,6 +477,29 @@ function orderSameTimeById(rows: unknown[][], time: number, id: number): void {
     }
     a = b;
   }
+}
+
+/**
+ * Put rows newest first by time, as `ORDER BY time DESC` does (events of one millisecond in
+ * any order). False, the rows untouched, when a time is not a finite number: a TEXT time sorts
+ * as SQLite sorts it only in SQL. Rows already in time order, either way, are looked at once.
+ */
+function putNewestFirst(rows: unknown[][], time: number): boolean {
+  let newer = 0;
+  let older = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const t = rows[i]![time];
+    if (typeof t !== 'number' || !Number.isFinite(t)) return false;
+    if (i > 0) {
+      const prev = rows[i - 1]![time] as number;
+      if (t > prev) newer++;
+      else if (t < prev) older++;
+    }
+  }
+  if (newer === 0) return true;
+  if (older === 0) rows.reverse();
+  else rows.sort((a, b) => (b[time] as number) - (a[time] as number));
+  return true;
 }
 
 /** A path matches exactly; a bare name matches the executable's base name (case-sensitive, as file names are). */
@@ -624,12 +652,29 @@ export class IndexDb {
   }
 
   /**
+   * The same events as list(), each as an array of the values of `columns` (id and time among
+   * them), in that order: for a caller that builds its own object of an event (eventsJson in
+   * cli/format.ts), which would otherwise build an EventRow first and then its own from that.
+   */
+  listValues(columns: readonly EventColumn[], f: EventFilter = {}): unknown[][] {
+    // The names go into the SQL text: only the table's own.
+    for (const c of columns) {
+      if (!COLUMN_NAMES.has(c)) throw new FlightboxError('INTERNAL', `listValues: ${JSON.stringify(c)} is not a column of events`);
+    }
+    if (!columns.includes('id') || !columns.includes('time')) throw new FlightboxError('INTERNAL', 'listValues: the columns must hold id and time (they order the rows)');
+    return this.#select(columns, f);
+  }
+
+  /**
    * The events matching `f` as arrays over `columns` (which hold id and time), oldest first
    * unless reverse. Most of the time of a long list is making JavaScript values: on Node 20
-   * better-sqlite3 sets each value of a raw row on its array one call at a time, so each row
-   * comes as one JSON text instead and JSON.parse builds the array (the same values: SQLite
-   * writes a REAL with 17 digits). JSON cannot hold a BLOB, which nothing here writes: such
-   * a row makes the query run again the plain way.
+   * better-sqlite3 sets each value of a raw row on its array one call at a time, so the rows
+   * come as JSON and JSON.parse builds the arrays (the same values: SQLite writes a REAL with
+   * 17 digits). All of them as one JSON text, in one BLOB: one copy of its bytes instead of a
+   * string decoded from UTF-8 per row (ASCII, the usual text, becomes a string without
+   * decoding), and one JSON.parse instead of one per row. Row by row, in SQLite's order, when
+   * that text is more than SQLite or a string holds, or a time is not a number. JSON cannot
+   * hold a BLOB, which nothing here writes: such a row makes the query run again the plain way.
    */
   #select(columns: readonly string[], f: EventFilter): unknown[][] {
     const where: string[] = [];
@@ -653,16 +698,44 @@ export class IndexDb {
     const order = limited ? 'ORDER BY time DESC, id DESC LIMIT @limit' : 'ORDER BY time DESC';
     if (limited) params.limit = f.limit!;
     const cols = columns.join(', ');
-    let rows: unknown[][];
+    const time = columns.indexOf('time');
+    const id = columns.indexOf('id');
+    let rows: unknown[][] | null = null;
+    // Whether events of the same millisecond come in id order: as SQLite sorted them (a
+    // limit), row by row only.
+    let sameMsSorted = false;
+    let blobs = false;
     try {
-      const texts = this.db.prepare(`SELECT json_array(${cols}) FROM events ${clause} ${order}`).pluck().all(params) as string[];
-      rows = new Array<unknown[]>(texts.length);
-      for (let i = 0; i < texts.length; i++) rows[i] = JSON.parse(texts[i]!) as unknown[];
+      // Without a limit the aggregate takes the events in the order SQLite reads them (an
+      // index's: by time within one value of the filter; the table's: as inserted), and they
+      // are put newest first here: ordered by a subquery, SQLite would copy every value of
+      // every row through it, a quarter more time for a day of events.
+      // With a limit the subquery decides which N, over N rows; json_array is in the outer
+      // query, as a JSON value out of a subquery would be taken for text and quoted.
+      const source = limited ? `(SELECT ${cols} FROM events ${clause} ${order})` : `events ${clause}`;
+      const blob = this.db.prepare(`SELECT CAST(json_group_array(json_array(${cols})) AS BLOB) FROM ${source}`).pluck().get(params) as Buffer;
+      const all = JSON.parse(blob.toString(isAscii(blob) ? 'latin1' : 'utf8')) as unknown[][];
+      if (putNewestFirst(all, time)) rows = all;
     } catch (err) {
-      if (!/JSON cannot hold BLOB values/.test(messageOf(err))) throw err;
-      rows = this.db.prepare(`SELECT ${cols} FROM events ${clause} ${order}`).raw().all(params) as unknown[][];
+      const code = (err as { code?: unknown }).code;
+      if (/JSON cannot hold BLOB values/.test(messageOf(err))) blobs = true;
+      else if (code !== 'SQLITE_TOOBIG' && code !== 'ERR_STRING_TOO_LONG') throw err;
     }
-    if (!limited) orderSameTimeById(rows, columns.indexOf('time'), columns.indexOf('id'));
+    if (rows === null && !blobs) {
+      try {
+        const texts = this.db.prepare(`SELECT json_array(${cols}) FROM events ${clause} ${order}`).pluck().all(params) as string[];
+        rows = new Array<unknown[]>(texts.length);
+        for (let i = 0; i < texts.length; i++) rows[i] = JSON.parse(texts[i]!) as unknown[];
+        sameMsSorted = limited;
+      } catch (err) {
+        if (!/JSON cannot hold BLOB values/.test(messageOf(err))) throw err;
+      }
+    }
+    if (rows === null) {
+      rows = this.db.prepare(`SELECT ${cols} FROM events ${clause} ${order}`).raw().all(params) as unknown[][];
+      sameMsSorted = limited;
+    }
+    if (!sameMsSorted) orderSameTimeById(rows, time, id);
     return f.reverse ? rows : rows.reverse();
   }
 

@@ -1,7 +1,7 @@
 // flightbox list: the events in the index, filtered, as a table or JSON.
 import { invocation, filterFrom, type FilterOptions } from '../args.js';
 import { loadCliConfig, openStoreForQuery } from '../context.js';
-import { eventJson, listTable } from '../format.js';
+import { eventsJson, listTable } from '../format.js';
 
 export async function run(...args: unknown[]): Promise<number> {
   const { opts } = invocation<FilterOptions & { json?: boolean }>(args);
@@ -10,7 +10,8 @@ export async function run(...args: unknown[]): Promise<number> {
   const store = openStoreForQuery(config, { userView: true });
   try {
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify(store.index().list(filter).map(eventJson), null, 2)}\n`);
+      // Each event's JSON object made straight from its values: no EventRow first.
+      process.stdout.write(`${JSON.stringify(eventsJson(store.index(), filter), null, 2)}\n`);
       return 0;
     }
     // The table reads only its own columns: listRows builds a fraction of the values list() would.

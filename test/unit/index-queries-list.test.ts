@@ -110,6 +110,21 @@ describe('list values: as better-sqlite3 gives them', () => {
     for (const r of db.list()) expect(db.get(r.id)).toEqual(r);
   });
 
+  it('text that is not UTF-8 (written from outside) comes back as better-sqlite3 decodes it', () => {
+    // A lead byte cut short, a 4-byte sequence cut short, an overlong '/', a surrogate, a byte
+    // no UTF-8 holds, each before a character of its own and at the end of a value.
+    const bad = ['c3', 'f09f98', 'c0af', 'eda080', 'ff', 'e282'];
+    for (const [i, hex] of bad.entries()) {
+      db.insert(row(i + 1));
+      db.db.prepare(`UPDATE events SET exe = CAST(x'2f${hex}41' AS TEXT), comm = CAST(x'41${hex}' AS TEXT), cmdline = CAST(x'${hex}22${hex}5c' AS TEXT) WHERE pid = ?`).run(i + 1);
+    }
+    const native = reference({});
+    expect(native[0]!.exe).toBe('/\ufffdA');
+    expect(db.list()).toEqual(native);
+    expect(db.list({ limit: 4 })).toEqual(reference({ limit: 4 }));
+    expect(db.listRows()).toEqual(native.map(project));
+  });
+
   it('a BLOB, which JSON cannot hold and nothing of ours writes, is still listed', () => {
     db.insert(row(1));
     db.insert(row(2));
@@ -123,6 +138,30 @@ describe('list values: as better-sqlite3 gives them', () => {
   it('an index with nothing in it lists nothing', () => {
     expect(db.list()).toEqual([]);
     expect(db.listRows({ since: 0 })).toEqual([]);
+  });
+
+  it('a time that is not a number (TEXT, written from outside) is ordered as SQLite orders it', () => {
+    for (let n = 1; n <= 6; n++) db.insert(row(n));
+    // INTEGER before TEXT in SQLite; JavaScript would compare a number with a string.
+    db.db.prepare("UPDATE events SET time = 'later' WHERE pid = 2").run();
+    db.db.prepare("UPDATE events SET time = 'early' WHERE pid = 5").run();
+    const native = reference({});
+    expect(native.slice(-2).map((r) => r.time)).toEqual(['early', 'later']);
+    expect(db.list()).toEqual(native);
+    expect(db.list({ reverse: true })).toEqual([...native].reverse());
+    expect(db.listRows()).toEqual(native.map(project));
+    expect(db.list({ limit: 3 })).toEqual(reference({ limit: 3 }));
+  });
+
+  it('events read out of time order (a table written out of order, no index of the filter) come in time order', () => {
+    // Inserted newest first and in no order: rowid order is not time order.
+    for (const n of [9, 3, 7, 1, 8, 2, 6, 4, 5]) db.insert(row(n, { pid: 42 }));
+    for (const n of [19, 13, 17, 11, 18, 12, 16, 14, 15]) db.insert(row(n, { time: BASE + 5000, pid: 42 }));
+    for (const f of [{}, { pid: 42 }, { pid: 42, reverse: true }, { signature: 's' }, { signature: 's', limit: 5 }] as EventFilter[]) {
+      const where = f.pid !== undefined ? 'pid = 42' : f.signature !== undefined ? "signature >= 's' AND signature < 't'" : undefined;
+      expect(db.list(f)).toEqual(reference({ ...f, where }));
+      expect(db.listRows(f)).toEqual(reference({ ...f, where }).map(project));
+    }
   });
 });
 
