@@ -209,6 +209,14 @@ function traceFunction(t: LauncherTrace): string[] {
 }
 
 /**
+ * Free space the launcher wants on its tmpfs before it reads a core on past its first part,
+ * or writes a compressed copy of one: the rest of the core and that copy (at most
+ * CORE_WHOLE_BYTES each), and as much again for other crashes being captured. A dd that
+ * fills tmpfs loses what it read from the pipe; below this node reads the rest and compresses.
+ */
+export const LAUNCHER_ROOM_BYTES = 4 * CORE_WHOLE_BYTES;
+
+/**
  * The launcher's squeeze(): zstd on a core the launcher read whole, in the background, so that
  * the core is compressed while node starts (node then copies the result into the bundle,
  * handler/capture.ts). One worker per CPU, as node runs it: a core of a few MiB is one job of
@@ -353,9 +361,18 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     `  printf 'spool %s\\n' "\${d##*/}" | LC_ALL=C dd of="$fifo" oflag=nonblock conv=notrunc status=none 2>/dev/null && : >"$d/${LAUNCHER_FROZE_FILE}"`,
     '  return 0',
     '}',
+    '# whether the launcher\'s tmpfs has $1 bytes free (stat -f); when it cannot tell, no',
+    'roomy() {',
+    '  r=$(LC_ALL=C stat -f -c \'%a %S\' "$in" 2>/dev/null) || return 1',
+    '  set -f',
+    '  set -- "$1" $r',
+    '  set +f',
+    '  [ $# = 3 ] && digits "$2" && digits "$3" && [ $(($2 * $3)) -ge "$1" ]',
+    '}',
     '# the core was read whole: the process goes, and its stack trace and compression start',
+    '# (the compressed copy only with room for it beside other crashes\' parts: else node compresses)',
     'release() {',
-    `  exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''}${params.zstd ? '; squeeze' : ''}`,
+    `  exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''}${params.zstd ? `; roomy ${LAUNCHER_ROOM_BYTES} && squeeze` : ''}`,
     '}',
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
@@ -371,12 +388,15 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  # (dd failed: node keeps what it wrote and says so; it could not have been written.)',
     '  if [ "$rc" = 0 ]; then',
     '    case $recs in',
-    `      1+*)${params.pipe ? ' pipe;' : ''}`,
-    `        LC_ALL=C dd bs=${CORE_WHOLE_BYTES - CORE_PREFIX_BYTES} count=1 iflag=fullblock oflag=append conv=notrunc of="$d/core" 2>"$d/dd"`,
-    '        rc=$?',
-    '        recs=',
-    '        read -r recs rest 2>/dev/null <"$d/dd"',
-    '        [ "$rc" = 0 ] && case $recs in 1+*) ;; *) release ;; esac ;;',
+    `      1+*)${params.pipe ? ' pipe' : ''}`,
+    '        # only with room on tmpfs: a dd that fills it loses what it read (node reads on instead)',
+    `        if roomy ${LAUNCHER_ROOM_BYTES}; then`,
+    `          LC_ALL=C dd bs=${CORE_WHOLE_BYTES - CORE_PREFIX_BYTES} count=1 iflag=fullblock oflag=append conv=notrunc of="$d/core" 2>"$d/dd"`,
+    '          rc=$?',
+    '          recs=',
+    '          read -r recs rest 2>/dev/null <"$d/dd"',
+    '          [ "$rc" = 0 ] && case $recs in 1+*) ;; *) release ;; esac',
+    '        fi ;;',
     '      *) release ;;',
     '    esac',
     '  fi',
