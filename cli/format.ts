@@ -91,95 +91,61 @@ export function coreState(row: Pick<EventRow, 'kind' | 'has_core' | 'core_trunca
   return coreOf(row.kind, row.has_core, row.core_truncated);
 }
 
-/** The JSON shape of an event: `list --json`, `watch --json`, the web API. */
-export function eventJson(row: EventRow): Record<string, unknown> {
-  return {
-    id: row.id,
-    kind: row.kind,
-    time: isoTime(row.time),
-    timeMs: row.time,
-    host: row.host,
-    bootId: row.boot_id,
-    pid: row.pid,
-    pidInNamespace: row.pid_ns,
-    tid: row.tid,
-    uid: row.uid,
-    gid: row.gid,
-    signal: row.signal,
-    signalName: row.signal_name,
-    exe: row.exe,
-    comm: row.comm,
-    cmdline: row.cmdline,
-    unit: row.unit,
-    cgroup: row.cgroup,
-    inContainer: row.in_container === null ? null : row.in_container === 1,
-    dumpable: row.dumpable,
-    signature: row.signature,
-    signatureText: row.signature_text,
-    rule: row.rule,
-    reason: row.reason,
-    core: coreState(row),
-    coreSize: row.core_size,
-    coreStoredSize: row.core_stored_size,
-    bundleSize: row.bundle_size,
-    warnings: row.warnings,
-    bundle: row.bundle,
-  };
-}
-
-/** The columns eventJson prints from, in the order of its keys (it never prints indexed_at). */
+/** The columns an event's JSON shape is made from, in the order of its keys (never indexed_at). */
 const EVENT_JSON_COLUMNS = [
   'id', 'kind', 'time', 'host', 'boot_id', 'pid', 'pid_ns', 'tid', 'uid', 'gid', 'signal', 'signal_name', 'exe', 'comm', 'cmdline', 'unit',
   'cgroup', 'in_container', 'dumpable', 'signature', 'signature_text', 'rule', 'reason', 'has_core', 'core_truncated', 'core_size',
   'core_stored_size', 'bundle_size', 'warnings', 'bundle',
 ] as const satisfies readonly EventColumn[];
 
+/** The JSON shape of an event from its values over EVENT_JSON_COLUMNS. */
+function eventObject(r: readonly unknown[]): Record<string, unknown> {
+  return {
+    id: r[0],
+    kind: r[1],
+    time: isoTime(r[2] as number),
+    timeMs: r[2],
+    host: r[3],
+    bootId: r[4],
+    pid: r[5],
+    pidInNamespace: r[6],
+    tid: r[7],
+    uid: r[8],
+    gid: r[9],
+    signal: r[10],
+    signalName: r[11],
+    exe: r[12],
+    comm: r[13],
+    cmdline: r[14],
+    unit: r[15],
+    cgroup: r[16],
+    inContainer: r[17] === null ? null : r[17] === 1,
+    dumpable: r[18],
+    signature: r[19],
+    signatureText: r[20],
+    rule: r[21],
+    reason: r[22],
+    core: coreOf(r[1], r[23], r[24]),
+    coreSize: r[25],
+    coreStoredSize: r[26],
+    bundleSize: r[27],
+    warnings: r[28],
+    bundle: r[29],
+  };
+}
+
+/** The JSON shape of an event: `list --json`, `watch --json`, the web API. */
+export function eventJson(row: EventRow): Record<string, unknown> {
+  return eventObject(EVENT_JSON_COLUMNS.map((c) => row[c]));
+}
+
 /**
  * eventJson of each event matching `f`, in list()'s order: what `flightbox list --json`
- * prints. Each object is made straight from the index's values over EVENT_JSON_COLUMNS, not
+ * prints, each object made straight from the index's values over EVENT_JSON_COLUMNS, not
  * from an EventRow made first (one object an event instead of two, and two columns fewer).
- * The same keys, in the same order, from the same values as eventJson: a change to one is
- * a change to both (test/unit/list-json.test.ts pins them to the text they print).
  */
 export function eventsJson(index: IndexDb, f: EventFilter): Record<string, unknown>[] {
-  const rows = index.listValues(EVENT_JSON_COLUMNS, f);
-  const out = new Array<Record<string, unknown>>(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    out[i] = {
-      id: r[0],
-      kind: r[1],
-      time: isoTime(r[2] as number),
-      timeMs: r[2],
-      host: r[3],
-      bootId: r[4],
-      pid: r[5],
-      pidInNamespace: r[6],
-      tid: r[7],
-      uid: r[8],
-      gid: r[9],
-      signal: r[10],
-      signalName: r[11],
-      exe: r[12],
-      comm: r[13],
-      cmdline: r[14],
-      unit: r[15],
-      cgroup: r[16],
-      inContainer: r[17] === null ? null : r[17] === 1,
-      dumpable: r[18],
-      signature: r[19],
-      signatureText: r[20],
-      rule: r[21],
-      reason: r[22],
-      core: coreOf(r[1], r[23], r[24]),
-      coreSize: r[25],
-      coreStoredSize: r[26],
-      bundleSize: r[27],
-      warnings: r[28],
-      bundle: r[29],
-    };
-  }
-  return out;
+  return index.listValues(EVENT_JSON_COLUMNS, f).map(eventObject);
 }
 
 /** The columns of `list`, and of `watch` which prints the same lines as they come. */
