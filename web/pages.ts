@@ -2,7 +2,7 @@
 // (metadata, warnings, stack traces, the metrics before it as charts, the top processes).
 // Pure: data in, markup out; every value from a crash goes through html`` (escaped).
 import type { MetricsPoint, ProcessActivity, TopReport } from '../analysis/types.js';
-import { formatTime } from '../cli/format.js';
+import { coreState, formatTime } from '../cli/format.js';
 import { parseEuStack, parseGdbBacktrace, type ThreadTrace } from '../handler/backtrace.js';
 import { formatSize } from '../lib/units.js';
 import type { EventRow, GroupRow } from '../store/index-db.js';
@@ -74,12 +74,6 @@ function time(ms: number | null | undefined): string {
 
 function eventHref(id: string): string {
   return `/event/${encodeURIComponent(id)}`;
-}
-
-function coreState(row: EventRow): string {
-  if (row.kind !== 'crash') return '-';
-  if (!row.has_core) return 'none';
-  return row.core_truncated ? 'truncated' : 'present';
 }
 
 /** What the list says a row is: the executable, or for a snapshot its rule and reason. */
