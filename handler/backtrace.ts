@@ -2,7 +2,7 @@
 // both) or gdb (fallback). Runs after the crashed process has been released; bounded by a
 // timeout and an output cap. Never runs anything the crashed process names: the exe is
 // passed to the tool as a file to read, and gdb is told not to auto-load scripts.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readNoFollow } from '../lib/safe-fs.js';
 import { LAUNCHER_TRACE } from './run-dir.js';
