@@ -215,6 +215,20 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     return { m: m!, bytes: z.stdout };
   }
 
+  /**
+   * A core the launcher reads whole, through the launcher on a live target: released by the
+   * launcher, stored byte for byte, but compressed by node (not by the launcher's zstd).
+   */
+  async function compressedByNode(s: Setup, core: Buffer): Promise<Manifest> {
+    const t = await target();
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(m.handler.launcher).toBe('released');
+    expect(m.timings.compressByLauncher).toBeUndefined();
+    expect(bytes.equals(core)).toBe(true);
+    return m;
+  }
+
   for (const [what, size, launcherRead] of [
     ['a core within its first part', 3 * 1024 * 1024 + 17, 'released'],
     ['a core past its first part, read on to its end (second dd)', CORE_PREFIX_BYTES + 5 * 1024 * 1024 + 3, 'released'],
@@ -274,13 +288,7 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
   it('the config now asks for another level than the launcher\'s: node compresses the core itself', async () => {
     // the launcher was written for level 3 (the default); the config file says 9
     const s = setUp('  level: 9\n', { cap: null });
-    const t = await target();
-    const core = Buffer.from('some text of a core '.repeat(100_000));
-    expect(launch(s, t.pid!, { core }).status).toBe(0);
-    const { m, bytes } = storedCore(s);
-    expect(m.handler.launcher).toBe('released');
-    expect(m.timings.compressByLauncher).toBeUndefined();
-    expect(bytes.equals(core)).toBe(true);
+    const m = await compressedByNode(s, Buffer.from('some text of a core '.repeat(100_000)));
     expectListedHash(s, m);
   });
 
@@ -291,14 +299,9 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     writeFileSync(bad, '#!/bin/sh\nprintf \'\\050\\265\\057\\375junk\'\nexit 1\n', { mode: 0o755 });
     dirs.push(bad);
     const s = setUp('', { cap: null, zstd: { zstd: bad } });
-    const t = await target();
     const core = randomBytes(1024 * 1024);
-    expect(launch(s, t.pid!, { core }).status).toBe(0);
-    const { m, bytes } = storedCore(s);
-    expect(m.handler.launcher).toBe('released');
-    expect(m.timings.compressByLauncher).toBeUndefined();
+    const m = await compressedByNode(s, core);
     expect(m.core).toMatchObject({ stored: true, compression: 'zstd', size: core.length });
-    expect(bytes.equals(core)).toBe(true);
     expectListedHash(s, m);
     expect(m.warnings.filter((w) => /compress|zstd|core/i.test(w) && !/not an ELF core/.test(w))).toEqual([]);
   });
@@ -377,13 +380,7 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     it('a core read whole with little room left: no compressed copy on tmpfs, node compresses it', async () => {
       const s = setUp('', { cap: null });
       tinySpool(s, '12m');
-      const t = await target();
-      const core = Buffer.from('a small core of text '.repeat(100_000));
-      expect(launch(s, t.pid!, { core }).status).toBe(0);
-      const { m, bytes } = storedCore(s);
-      expect(m.handler.launcher).toBe('released');
-      expect(m.timings.compressByLauncher).toBeUndefined();
-      expect(bytes.equals(core)).toBe(true);
+      await compressedByNode(s, Buffer.from('a small core of text '.repeat(100_000)));
     });
 
     it('nothing fits at all: the launcher steps aside and node reads /proc and the core itself', async () => {
