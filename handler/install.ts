@@ -220,8 +220,8 @@ export const LAUNCHER_ROOM_BYTES = 4 * CORE_WHOLE_BYTES;
  * The launcher's squeeze(): zstd on a core the launcher read whole, in the background, so that
  * the core is compressed while node starts (node then copies the result into the bundle,
  * handler/capture.ts). One worker per CPU, as node runs it: a core of a few MiB is one job of
- * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last. The core
- * comes on stdin; `z` says at which level, for node to check against its config. The status
+ * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last.
+ * The core comes on stdin; `z` says at which level, for node to check against its config. The status
  * file appears whole (renamed) once zstd is done; anything but 0 and node compresses itself.
  */
 function squeezeFunction(z: LauncherZstd): string[] {
@@ -246,8 +246,8 @@ function squeezeFunction(z: LauncherZstd): string[] {
  * (handler/run-dir.ts overflowDir), then the first CORE_PREFIX_BYTES of the core (one dd),
  * and, once it has made the pipe bigger, the rest up to CORE_WHOLE_BYTES (a second dd).
  * A core that ended there is read whole: the process is released, eu-stack and zstd start on
- * the copy in the background, and node makes the bundle from it (--spooled); a longer core keeps the pipe open for node, which goes on
- * reading it after the prefix. With core.maxConcurrent set it first counts the live handlers
+ * the copy in the background, and node makes the bundle from it (--spooled); a longer core
+ * keeps the pipe open for node, which goes on reading it where the launcher stopped. With core.maxConcurrent set it first counts the live handlers
  * storing cores (<spool>/handlers/<pid>-<start time>, store/handler-slots.ts) with shell
  * builtins; at the cap it records the crash without its core and leaves it to a drainer
  * (handler/overflow.ts) instead of starting node at all.
