@@ -18,6 +18,7 @@ import type { Firing, Rule } from '../lib/rules.js';
 import { readManifest } from '../store/manifest.js';
 import { collectInto, eventEnv, runBounded, splitCommand, MAX_EXEC_OUTPUT_BYTES } from './commands.js';
 import { ControlServer } from './control-server.js';
+import { CrashTaker } from './crash-taker.js';
 import { EarlyFreezes, FreezeFifo, earlyFreezeKey } from './freeze-fifo.js';
 import { Exporter } from './exporter.js';
 import { RecorderSet, type RecorderSnapshot } from './recorder-set.js';
@@ -67,6 +68,7 @@ export class Daemon {
   #control: ControlServer | null = null;
   #freezeFifo: FreezeFifo | null = null;
   readonly #early = new EarlyFreezes();
+  readonly #taker: CrashTaker;
   #timers: NodeJS.Timeout[] = [];
   #installedHere = false;
   #startedAt = Date.now();
@@ -81,6 +83,10 @@ export class Daemon {
     this.#recorders = this.#newRecorderSet(this.#cfg);
     this.#triggers = this.#newTriggerRunner(this.#cfg.rules);
     this.#sender = new OutboxSender(this.#store, this.#cfg, this.#log);
+    this.#taker = new CrashTaker({
+      storeRoot: this.#cfg.store.root, busyTimeoutMs: this.#cfg.store.busyTimeoutMs, config: () => this.#cfg, log: this.#log,
+      drain: () => void this.#drainOverflow(0),
+    });
     // Monitoring (Prometheus, Graphite): nothing runs unless configured.
     this.#exporter = new Exporter(this.#cfg, { store: this.#store, log: this.#log, out: this.#out, recorders: () => this.#recorders.status(), startedAt: this.#startedAt });
   }
@@ -107,7 +113,7 @@ export class Daemon {
     // The socket first: a second daemon must be refused before it touches the recorders.
     this.#control = new ControlServer(socketPath(this.#cfg), (req) => this.#handle(req), this.#log);
     await this.#control.listen();
-    const fifo = new FreezeFifo(freezeFifoPath(this.#cfg), (id) => this.#earlyFreeze(id), this.#log);
+    const fifo = new FreezeFifo(freezeFifoPath(this.#cfg), (id) => this.#earlyFreeze(id), this.#log, (entry) => this.#taker.take(entry));
     try {
       fifo.open();
       this.#freezeFifo = fifo;
@@ -134,6 +140,12 @@ export class Daemon {
         this.#out(`Crash handler installed for as long as this runs: ${state.pattern}`);
       }
     }
+    // Crashes the launcher reads whole come to this daemon, with the recorders running and
+    // the FIFO open (a launcher offers a crash only while both the mark and the FIFO are there).
+    if (this.#freezeFifo) {
+      if (this.#taker.start()) this.#out('Crashes whose core the launcher reads whole are recorded by this daemon.');
+      else if (process.getuid?.() === 0) this.#out(`Crashes are recorded by the handler, not by this daemon (${this.#taker.status().detail ?? 'unknown reason'}).`);
+    }
     // Periodic housekeeping and recorder health; these timers also keep the service alive.
     this.#timers.push(setInterval(() => this.#housekeeping(), DAEMON_HOUSEKEEPING_INTERVAL_MS));
     this.#timers.push(setInterval(() => void this.#recorders.checkHealth(), RECORDER_HEALTH_INTERVAL_MS));
@@ -150,6 +162,7 @@ export class Daemon {
       this.#log.warn({}, 'Housekeeping failed, will retry: %s', messageOf(err));
     }
     this.#vacuum(); // retention
+    this.#taker.sweep(); // offers whose FIFO line never came
     void this.#drainOverflow(OVERFLOW_SWEEP_AGE_MS);
   }
 
@@ -454,6 +467,7 @@ export class Daemon {
       snapshotsTaken: this.#snapshots,
       recorders: this.#recorders.status(),
       rules: this.#triggers.status(),
+      crashes: this.#taker.status(),
       config: this.#cfg.source,
     };
   }
@@ -495,8 +509,12 @@ export class Daemon {
   async stop(reason: string): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    // Launchers stop offering crashes; those on hand are recorded while the socket and the
+    // recorders still serve their snapshots.
+    this.#taker.withdraw();
     this.#freezeFifo?.close();
     this.#freezeFifo = null;
+    await this.#taker.stop();
     await this.#control?.close();
     await this.#triggers.stop();
     await this.#sender.stop();

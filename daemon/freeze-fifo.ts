@@ -5,6 +5,8 @@
 // of loading node:net and connecting, all of which would hold the crashed process. Nobody
 // answers: the handler learns what happened when it asks for the snapshot, after the release
 // (see EarlyFreezes). The FIFO is root's, mode 0600, in the same directory as the socket.
+// `take <entry>` is the launcher offering a crash it read whole to the daemon (handler/install.ts
+// handoff(), daemon/crash-taker.ts): a freeze for it as well.
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, unlinkSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -21,13 +23,15 @@ export const MAX_EARLY_FREEZES = 1024;
 export class FreezeFifo {
   readonly #path: string;
   readonly #onFreeze: (id: string) => void;
+  readonly #onTake: (entry: string) => void;
   readonly #log: Logger;
   #stream: Socket | null = null;
   #badLines = 0;
 
-  constructor(path: string, onFreeze: (id: string) => void, log: Logger) {
+  constructor(path: string, onFreeze: (id: string) => void, log: Logger, onTake: (entry: string) => void = () => {}) {
     this.#path = path;
     this.#onFreeze = onFreeze;
+    this.#onTake = onTake;
     this.#log = log;
   }
 
@@ -78,6 +82,12 @@ export class FreezeFifo {
     // name stands for the crash until node has made the bundle id (earlyFreezeKey).
     const e = /^spool (\S+)$/.exec(line);
     if (e && SPOOL_ENTRY_RE.test(e[1]!)) return this.#onFreeze(earlyFreezeKey({ entry: e[1]! }));
+    // The launcher's offer of a crash it read whole: frozen under its entry, like `spool`, then taken.
+    const t = /^take (\S+)$/.exec(line);
+    if (t && SPOOL_ENTRY_RE.test(t[1]!)) {
+      this.#onFreeze(earlyFreezeKey({ entry: t[1]! }));
+      return this.#onTake(t[1]!);
+    }
     this.#bad(line.slice(0, 40));
   }
 

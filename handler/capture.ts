@@ -101,7 +101,8 @@ export interface CaptureOptions {
   config: Config;
   /** Problems with the config file: recorded in the manifest, never fatal here. */
   configWarnings: string[];
-  stdinFd?: number;
+  /** The kernel's pipe (default 0); null: there is none here (the launcher read the whole core, and this is not its process). */
+  stdinFd?: number | null;
   procRoot?: string;
   kmsgPath?: string;
   now?: () => number;
@@ -121,6 +122,14 @@ export interface CaptureOptions {
    * of the core in a file; the pipe still holds the rest unless the launcher read it all.
    */
   spooled?: SpooledCrash;
+  /**
+   * The running daemon records this crash (daemon/crash-taker.ts), which the launcher read whole
+   * and offered it: no node was started (no start-up to time, no slot of its own: the offer
+   * counted for it), and `takenMs` is when the daemon began, in ms since the epoch.
+   */
+  byDaemon?: { takenMs: number };
+  /** No snapshot is asked of the daemon: this warning says why (a crash recorded long after it happened). */
+  noRecorders?: string;
 }
 
 export interface SpooledCrash {
@@ -260,11 +269,13 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // The capture began in the launcher when it did.
   const t0 = spooled?.startedMs ?? now();
   const cfg = opts.config;
-  const stdinFd = opts.stdinFd ?? 0;
+  const stdinFd = opts.stdinFd === undefined ? 0 : opts.stdinFd;
+  const byDaemon = opts.byDaemon ?? null;
   const args: CoreArgs = parseCoreArgs(argv);
   const warnings: string[] = [...opts.configWarnings];
   // From node's start (its time origin) to here: node itself, the handler's code, the config.
-  const timings: Record<string, number> = { startupMs: Math.round(process.uptime() * 1000) };
+  // (The daemon: from the launcher's start to the daemon's taking the crash.)
+  const timings: Record<string, number> = byDaemon ? { takenMs: byDaemon.takenMs - t0 } : { startupMs: Math.round(process.uptime() * 1000) };
 
   const overflow = opts.overflow ?? null;
   // 1. Announce. comm comes from /proc and is hostile: escaped by kmsg() and the logger.
@@ -289,9 +300,11 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const socket = socketPath(cfg);
   // (The launcher sent the line itself when it could, as soon as it had read the core.)
   const frozeEntry = spooled?.frozeEntry ?? null;
-  const earlyFreezeError = overflow ? 'recorded on the crash-storm path' : frozeEntry !== null ? null : sendEarlyFreeze(freezeFifoPath(cfg), id);
-  const daemonRunning = !overflow && (earlyFreezeError === null || existsSync(socket));
-  if (overflow?.interrupted) warnings.push('no flight-recorder snapshot: recorded after its handler stopped');
+  const noRecorders = opts.noRecorders ?? null;
+  const earlyFreezeError = overflow ? 'recorded on the crash-storm path' : noRecorders ?? (frozeEntry !== null ? null : sendEarlyFreeze(freezeFifoPath(cfg), id));
+  const daemonRunning = !overflow && noRecorders === null && (earlyFreezeError === null || existsSync(socket));
+  if (noRecorders !== null) warnings.push(noRecorders);
+  else if (overflow?.interrupted) warnings.push('no flight-recorder snapshot: recorded after its handler stopped');
   else if (overflow) warnings.push('no flight-recorder snapshot: this crash came during a crash storm and was recorded by the launcher (see the snapshots of the crashes stored with their core)');
   else if (!daemonRunning) warnings.push(`no flight-recorder snapshot: the flightbox daemon is not running (no one listens on ${socket})`);
   timings.freezeSentMs = now() - t0;
@@ -319,8 +332,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // A storm: beyond core.maxConcurrent handlers storing a core, record this crash without
   // its core. Closing the pipe at once releases the process without reading its memory.
   const slots = slotRoot(store.root);
-  const slot: HandlerSlot | null = limit === 0 || overflow ? null : acquireHandlerSlot(slots, cfg.core.maxConcurrent);
-  if (limit === 0 && !overflow && cfg.core.maxConcurrent !== null) forgetHandlerSlot(slots);
+  // (A crash the launcher read whole holds no slot: its core is read, its launcher counted.)
+  const slot: HandlerSlot | null = limit === 0 || overflow || stdinFd === null ? null : acquireHandlerSlot(slots, cfg.core.maxConcurrent);
+  if (limit === 0 && !overflow && stdinFd !== null && cfg.core.maxConcurrent !== null) forgetHandlerSlot(slots);
   if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotFromMs = now() - t0;
   if (overflow?.interrupted) {
     core.reason = 'interrupted';
@@ -342,7 +356,8 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       rawFd = createExclusive(staging, 'core', 0o600, { readable: true });
       // What the launcher read of the core comes first, then what is left in the pipe.
       const prefixBroken = spooled !== null && spooled.prefixStatus !== 0 && existsSync(spooled.corePrefix);
-      const inputs = spooled ? [openPrefix(spooled.corePrefix), ...(spooled.releasedMs === null && !prefixBroken ? [stdinFd] : [])] : [stdinFd];
+      const pipe = stdinFd === null ? [] : [stdinFd];
+      const inputs = spooled ? [openPrefix(spooled.corePrefix), ...(spooled.releasedMs === null && !prefixBroken ? pipe : [])] : pipe;
       let r: ReturnType<typeof streamCore>;
       try {
         r = streamCore(inputs, rawFd, { limit, progress, nativeAfter: NATIVE_COPY_AFTER_BYTES, dd: findProgram('dd') });
@@ -373,15 +388,19 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   }
   // 4. Release the crashed process.
   if (!overflow) {
-    releaseInput(stdinFd);
+    if (stdinFd !== null) releaseInput(stdinFd);
     timings.holdMs = (spooled?.releasedMs ?? now()) - t0;
     if (spooled?.procMs) timings.procMs = spooled.procMs - t0;
     log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs, byLauncher: spooled?.releasedMs !== undefined && spooled.releasedMs !== null, pipeBytes: spooled?.pipeBytes ?? null }, 'Core read, process released');
   }
-  try {
-    setPriority(10);
-  } catch {
-    // not fatal
+  // (A caller that hands in its store runs many crashes, and renices itself or not: the
+  // daemon's own thread must not be.)
+  if (!opts.store) {
+    try {
+      setPriority(10);
+    } catch {
+      // not fatal
+    }
   }
   // The manifest's sha256 of files written from memory here, so that publishing does not read
   // them back (a storm's drainer writes some 20 per crash).
@@ -649,7 +668,10 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     files: [],
     handler: overflow
       ? { version: VERSION, pid: overflow.launcherPid, overflow: true }
-      : { version: VERSION, pid: process.pid, ...codeCacheState(), ...(spooled ? { launcher: spooled.releasedMs !== null ? 'released' as const : 'prefix' as const } : {}), ...(spooled?.pipeBytes ? { pipeBytes: spooled.pipeBytes } : {}) },
+      : {
+          version: VERSION, pid: process.pid, ...(byDaemon ? { daemon: true as const } : codeCacheState()),
+          ...(spooled ? { launcher: spooled.releasedMs !== null ? 'released' as const : 'prefix' as const } : {}), ...(spooled?.pipeBytes ? { pipeBytes: spooled.pipeBytes } : {}),
+        },
   };
   // Crash mail is queued in the same transaction as the event; the daemon delivers it.
   let mail: OutboxRequest[] = [];

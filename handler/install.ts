@@ -21,7 +21,7 @@ import { formatSize } from '../lib/units.js';
 import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, overflowDir, spoolCrashes } from './run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, overflowDir, spoolCrashes } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -114,6 +114,8 @@ export interface LauncherZstd {
   level: number;
   /** workers (-T): the CPUs at install */
   threads: number;
+  /** nice (absolute path), which runs zstd below eu-stack's priority; null: not found, zstd runs as is */
+  nice?: string | null;
 }
 
 /** perl (absolute path) sets the pipe's size (F_SETPIPE_SZ): no shell or coreutils program can. */
@@ -142,7 +144,7 @@ export function overflowParams(cfg: Config): OverflowParams {
 
 function launcherZstd(cfg: Config): LauncherZstd | null {
   const zstd = cfg.core.compress === 'zstd' ? findProgram('zstd') : null;
-  return zstd ? { zstd, level: cfg.core.level, threads: availableParallelism() } : null;
+  return zstd ? { zstd, level: cfg.core.level, threads: availableParallelism(), nice: findProgram('nice') } : null;
 }
 
 function launcherPipe(cfg: Config): LauncherPipe | null {
@@ -188,6 +190,8 @@ function launcherTrace(cfg: Config): LauncherTrace | null {
  * launcherRun). The same program, options, environment, time budget (timeout -s KILL) and
  * output cap (RLIMIT_FSIZE, SIGXFSZ ignored) as node's own run; the executable through the
  * fd the launcher opened. The status file appears whole (renamed) once eu-stack is done.
+ * Run with the entry as its working directory (release()), and every path relative to it:
+ * the entry may be renamed while eu-stack runs (offered to the daemon, handoff()).
  */
 function traceFunction(t: LauncherTrace): string[] {
   const q = shellQuote;
@@ -197,12 +201,12 @@ function traceFunction(t: LauncherTrace): string[] {
     'trace() {',
     '  x=',
     `  [ -f "$d/exefd" ] && x=/proc/self/fd/${LAUNCHER_EXE_FD}`,
-    `  { : >"$d/${f.started}"; } 2>/dev/null || return 0`,
+    `  { : >${f.started}; } 2>/dev/null || return 0`,
     '  (',
     "    trap '' XFSZ",
     `    ulimit -S -f ${Math.ceil(MAX_BACKTRACE_OUTPUT_BYTES / 512) + 16}`,
-    `    ${q(t.env)} -i PATH=${SEARCH_PATH.join(':')} LC_ALL=C HOME=/nonexistent ${q(t.timeout)} -s KILL ${t.seconds} ${q(t.euStack)} --core="$d/core" \${x:+-e "$x"} ${EU_STACK_FLAGS.join(' ')} </dev/null >"$d/${f.out}" 2>"$d/${f.err}"`,
-    `    printf '%s\\n' $? >"$d/${f.status}.tmp" && mv -f "$d/${f.status}.tmp" "$d/${f.status}"`,
+    `    ${q(t.env)} -i PATH=${SEARCH_PATH.join(':')} LC_ALL=C HOME=/nonexistent ${q(t.timeout)} -s KILL ${t.seconds} ${q(t.euStack)} --core=core \${x:+-e "$x"} ${EU_STACK_FLAGS.join(' ')} </dev/null >${f.out} 2>${f.err}`,
+    `    printf '%s\\n' $? >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
     '  ) >/dev/null 2>&1 &',
     '}',
   ];
@@ -223,17 +227,66 @@ export const LAUNCHER_ROOM_BYTES = 4 * CORE_WHOLE_BYTES;
  * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last.
  * The core comes on stdin; `z` says at which level, for node to check against its config. The status
  * file appears whole (renamed) once zstd is done; anything but 0 and node compresses itself.
+ * Like trace(), run in the entry, with paths relative to it. Niced: the stack trace, started
+ * just before on the same core, is what the bundle waits for last on a small machine, and
+ * zstd's workers would otherwise take the CPUs from it.
  */
 function squeezeFunction(z: LauncherZstd): string[] {
   const f = LAUNCHER_ZSTD;
   return [
     '# the core read whole, compressed while node starts (handler/capture.ts)',
     'squeeze() {',
-    `  { printf '%s\\n' ${z.level} >"$d/${f.started}"; } 2>/dev/null || return 0`,
+    `  { printf '%s\\n' ${z.level} >${f.started}; } 2>/dev/null || return 0`,
     '  (',
-    `    ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <"$d/core" >"$d/${f.out}" 2>"$d/${f.err}"`,
-    `    printf '%s\\n' $? >"$d/${f.status}.tmp" && mv -f "$d/${f.status}.tmp" "$d/${f.status}"`,
+    `    ${z.nice ? `${shellQuote(z.nice)} -n 10 ` : ''}${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >${f.out} 2>${f.err}`,
+    `    printf '%s\\n' $? >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
     '  ) >/dev/null 2>&1 &',
+    '}',
+  ];
+}
+
+/**
+ * The launcher's daemon(): the running daemon that takes crashes (daemon/crash-taker.ts), its pid
+ * and start time into dp and ds, read from the spool (root's own, like the rest of it) and
+ * checked against /proc; fails when there is none, or it is gone.
+ */
+function daemonFunction(): string[] {
+  return [
+    '# the daemon that takes crashes read whole (daemon/crash-taker.ts): dp ds; fails when none lives',
+    'daemon() {',
+    '  dp= ds=',
+    `  read -r dp ds 2>/dev/null <"$in/${SPOOL_DAEMON_FILE}" || return 1`,
+    '  start "$dp"',
+    '  [ -n "$st" ] && [ "$st" = "$ds" ]',
+    '}',
+  ];
+}
+
+/**
+ * The launcher's handoff(): a crash it read whole (released, eu-stack started) is offered to
+ * the running daemon instead of starting node. The entry is renamed offer.<entry>@<daemon>
+ * (handler/run-dir.ts SPOOL_OFFER_RE) and its name written on the daemon's FIFO, which also
+ * freezes the recorders for it; the daemon claims it by renaming it and makes the bundle with a
+ * warm node (no 45-90 ms start, index open). The FIFO refuses the line (no daemon reading it,
+ * stopping, full): the launcher renames it back and node records the crash as before; the daemon
+ * got there first (its sweep of its offers): nothing left to do. The daemon's own crash is
+ * never offered to it.
+ */
+function handoffFunction(): string[] {
+  return [
+    '# the crash read whole, offered to the running daemon instead of starting node (daemon/crash-taker.ts)',
+    'handoff() {',
+    `  daemon && [ "$1" != "$dp" ] && [ -f "$d/${LAUNCHER_TRACE.started}" ] || return 0`,
+    '  [ -p "$fifo" ] && [ -O "$fifo" ] || return 0',
+    '  e=${d##*/}',
+    '  o="$in/offer.$e@$dp-$ds"',
+    '  mv -T "$d" "$o" 2>/dev/null || return 0',
+    `  if printf 'take %s\n' "$e" | LC_ALL=C dd of="$fifo" oflag=nonblock conv=notrunc,nocreat status=none 2>/dev/null; then`,
+    '    # this launcher no longer stores a core: the offer counts for it now',
+    '    [ -n "$max" ] && rm -f "$in/handlers/$$-$self"',
+    '    exit 0',
+    '  fi',
+    '  mv -T "$o" "$d" 2>/dev/null || exit 0',
     '}',
   ];
 }
@@ -358,9 +411,10 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     `fifo=${shellQuote(params.freezeFifo)}`,
     'freeze() {',
     '  [ -p "$fifo" ] && [ -O "$fifo" ] || return 0',
-    `  printf 'spool %s\\n' "\${d##*/}" | LC_ALL=C dd of="$fifo" oflag=nonblock conv=notrunc status=none 2>/dev/null && : >"$d/${LAUNCHER_FROZE_FILE}"`,
+    `  printf 'spool %s\\n' "\${d##*/}" | LC_ALL=C dd of="$fifo" oflag=nonblock conv=notrunc,nocreat status=none 2>/dev/null && : >"$d/${LAUNCHER_FROZE_FILE}"`,
     '  return 0',
     '}',
+    ...daemonFunction(),
     '# whether the launcher\'s tmpfs has $1 bytes free (stat -f); when it cannot tell, no',
     'roomy() {',
     '  r=$(LC_ALL=C stat -f -c \'%a %S\' "$in" 2>/dev/null) || return 1',
@@ -370,12 +424,19 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  [ $# = 3 ] && digits "$2" && digits "$3" && [ $(($2 * $3)) -ge "$1" ]',
     '}',
     '# the core was read whole: the process goes, and its stack trace and compression start',
-    '# (the compressed copy only with room for it beside other crashes\' parts: else node compresses)',
+    '# (the compressed copy only with room for it beside other crashes\' parts: else node compresses),',
+    '# in the entry: their paths must outlive its renaming (handoff)',
     'release() {',
-    `  exec 0</dev/null; : >"$d/released"${params.trace ? '; trace' : ''}${params.zstd ? `; roomy ${LAUNCHER_ROOM_BYTES} && squeeze` : ''}`,
+    '  exec 0</dev/null',
+    '  : >"$d/released"',
+    '  rel=1',
+    `  cd "$d" || return 0${params.trace ? '\n  trace' : ''}${params.zstd ? `\n  roomy ${LAUNCHER_ROOM_BYTES} && squeeze` : ''}`,
+    '  cd /',
     '}',
+    ...(params.trace ? handoffFunction() : []),
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
+    '  rel=',
     '  entry "$@" || return 0',
     '  # tmpfs full: node reads /proc and the core itself, as without the launcher',
     '  { : >"$d/handler"; } 2>/dev/null && copy "$@" || { rm -rf "$d"; return 0; }',
@@ -400,6 +461,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '      *) release ;;',
     '    esac',
     '  fi',
+    ...(params.trace ? ['  [ -n "$rel" ] && handoff "$@"'] : []),
     '  freeze',
     `  ${node} --spooled "$d" "$rc"`,
     '}',
@@ -422,6 +484,8 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
       '    start "${n%-*}"',
       '    [ -n "$st" ] && [ "$st" = "${n#*-}" ] && live=$((live + 1))',
       '  done',
+      '  # crashes handed to the running daemon and not yet bundles count as handlers storing cores',
+      '  daemon && for e in "$in"/*@"$dp-$ds"; do [ -e "$e" ] && live=$((live + 1)); done',
       '  [ "$live" -ge "$max" ] && overflow "$@"',
       '  # Counted by the next launchers at once, not only once node has started (the same pid',
       '  # and start time after exec: the handler takes the entry as its own, store/handler-slots.ts).',

@@ -36,7 +36,7 @@ import { findProgram } from '../lib/programs.js';
 import { checkSecureDir, fsyncDir, readNoFollow, syncTree, readSmallNoFollow, touchNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { isBundleId, makeBundleId } from '../store/bundle-id.js';
 import { SPOOL_DIR, Store } from '../store/store.js';
-import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_FROZE_FILE, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, overflowDir, spoolCrashes } from './run-dir.js';
+import { DRAIN_LOCKS, FAILED_PREFIX, LAUNCHER_EXE_FD, LAUNCHER_FROZE_FILE, LAUNCHER_PIPE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_BASE, OVERFLOW_FILE_MAX_BYTES, SPOOL_CLAIMED_RE, SPOOL_ENTRY_RE, SPOOL_OFFER_RE, overflowDir, spoolCrashes } from './run-dir.js';
 
 export { DRAIN_LOCKS, FAILED_PREFIX };
 import { captureCrash, type SpooledCrash } from './capture.js';
@@ -195,13 +195,28 @@ export function launcherNumber(text: string | null): number | null {
   return n > 0 ? n : null;
 }
 
+export interface LoadSpooledOptions {
+  /**
+   * The executable the launcher opened is this process's LAUNCHER_EXE_FD: only in the node the
+   * launcher exec'd (default). The daemon and drainers hold other files there.
+   */
+  inheritedExe?: boolean;
+  /** The entry's name under which the recorders were frozen for it, when that was not the launcher's `spool` line (the daemon's `take`). */
+  frozeEntry?: string;
+  /** The bundle id already chosen for it (a drainer's); default: a new one, kept in the entry. */
+  bundleId?: string;
+}
+
 /**
- * The crash the launcher began in `dir` and exec'd into `--spooled` for: its arguments and
- * what it copied. Throws when the directory is not one of a launcher's entries.
+ * The crash the launcher began in `dir` and exec'd into `--spooled` for (or offered to the
+ * daemon, or left for a drainer: the entry then has a claim suffix): its arguments and what
+ * it copied. Throws when the directory is not one of a launcher's entries.
  */
-export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; spooled: SpooledCrash; bundleId: string; warnings: string[] } {
+export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOptions = {}): { args: string[]; spooled: SpooledCrash; bundleId: string; warnings: string[] } {
   const parent = dirname(dir);
-  if (!isAbsolute(dir) || !SPOOL_ENTRY_RE.test(basename(dir)) || !parent.startsWith(`${OVERFLOW_BASE}/flightbox-incoming-`)) {
+  const name = basename(dir);
+  const entry = SPOOL_ENTRY_RE.test(name) ? name : SPOOL_CLAIMED_RE.exec(name)?.[1];
+  if (!isAbsolute(dir) || entry === undefined || !parent.startsWith(`${OVERFLOW_BASE}/flightbox-incoming-`)) {
     throw new Error(`${JSON.stringify(dir)} is not an entry of the launcher's directory`);
   }
   checkSecureDir(parent);
@@ -209,19 +224,21 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
   const { args, writer } = readEntry(dir);
   const startedMs = mtimeMs(dir, 'writer') ?? Date.now();
   // Kept in the entry: if this handler dies after publishing, a drainer must not publish again.
-  const bundleId = newBundleId(args);
-  try {
-    writeFileExclusive(dir, 'id', `${bundleId}\n`, 0o600, { sync: false });
-  } catch {
-    // tmpfs full: the crash is captured all the same; only a drainer finding this entry
-    // after a failure could not tell that it was published
+  const bundleId = opts.bundleId ?? newBundleId(args);
+  if (opts.bundleId === undefined) {
+    try {
+      writeFileExclusive(dir, 'id', `${bundleId}\n`, 0o600, { sync: false });
+    } catch {
+      // tmpfs full: the crash is captured all the same; only a drainer finding this entry
+      // after a failure could not tell that it was published
+    }
   }
   return {
     args,
     bundleId,
     warnings: cutCopies(dir),
     spooled: {
-      source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, inheritedExe(dir)),
+      source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, opts.inheritedExe === false ? null : inheritedExe(dir)),
       launcherPid: writer?.pid ?? 0,
       startedMs,
       procMs: mtimeMs(dir, 'stat.after'),
@@ -232,7 +249,7 @@ export function loadSpooled(dir: string, prefixStatus = 0): { args: string[]; sp
       traceDir: existsSync(join(dir, LAUNCHER_TRACE.started)) ? dir : null,
       pipeBytes: launcherNumber(readSmall(dir, LAUNCHER_PIPE_FILE)),
       zstdLevel: launcherNumber(readSmall(dir, LAUNCHER_ZSTD.started)),
-      frozeEntry: existsSync(join(dir, LAUNCHER_FROZE_FILE)) ? basename(dir) : null,
+      frozeEntry: opts.frozeEntry ?? (existsSync(join(dir, LAUNCHER_FROZE_FILE)) ? entry : null),
     },
   };
 }
@@ -326,7 +343,12 @@ function dropLock(dir: string, name: string): void {
   }
 }
 
-/** Entries a drainer may take now: whole ones, those of dead writers, those of dead drainers. */
+/** The entry a spool name stands for, whether claimed, offered or not. */
+export function spoolEntryOf(name: string): string | null {
+  return SPOOL_ENTRY_RE.test(name) ? name : SPOOL_CLAIMED_RE.exec(name)?.[1] ?? SPOOL_OFFER_RE.exec(name)?.[1] ?? null;
+}
+
+/** Entries a drainer may take now: whole ones, those of dead writers, dead drainers and dead daemons. */
 function takeable(dir: string, minAgeMs: number, now: number): string[] {
   let names: string[];
   try {
@@ -337,7 +359,8 @@ function takeable(dir: string, minAgeMs: number, now: number): string[] {
   const out: string[] = [];
   for (const name of names.sort()) {
     const entry = SPOOL_ENTRY_RE.exec(name);
-    const claimed = SPOOL_CLAIMED_RE.exec(name);
+    // (an offer is the daemon's to take while it lives, like a claim)
+    const claimed = SPOOL_CLAIMED_RE.exec(name) ?? SPOOL_OFFER_RE.exec(name);
     if (!entry && !claimed) continue;
     const path = join(dir, name);
     try {
@@ -378,6 +401,16 @@ async function drainEntry(store: Store, cfg: Config, dir: string): Promise<strin
   const launcherPid = writer?.pid ?? 0;
   // An entry the launcher left to its own handler (node) that the handler never finished.
   const interrupted = existsSync(join(dir, 'handler'));
+  if (interrupted && existsSync(join(dir, 'released')) && existsSync(join(dir, 'core'))) {
+    // ...after the launcher had read the whole core (it released the process: its dd ended
+    // the core without error): the core is kept, from the launcher's copy.
+    const { spooled, warnings } = loadSpooled(dir, 0, { inheritedExe: false, bundleId: id });
+    const r = await captureCrash(args, {
+      config: cfg, configWarnings: [...warnings], store, bundleId: id, sync: false, spooled, stdinFd: null,
+      noRecorders: 'no flight-recorder snapshot: the crash handler stopped before it finished this crash, and it was recorded later from the launcher\'s copy of /proc and of the whole core',
+    });
+    return r.bundleDir;
+  }
   const configWarnings = interrupted
     ? ['the crash handler stopped before it finished this crash: what the launcher had copied of /proc is kept, the core is not']
     : complete ? [] : ['the launcher was stopped while it recorded this crash: what it had copied of /proc is kept, the rest is missing'];
@@ -416,7 +449,7 @@ export async function drainIncoming(cfg: Config, opts: DrainOptions = {}): Promi
         store ??= new Store(cfg.store.root, { create: true, busyTimeoutMs: cfg.store.busyTimeoutMs });
         const done: { entry: string; bundleDir: string }[] = [];
         for (const name of names.slice(0, DRAIN_BATCH)) {
-          const base = SPOOL_CLAIMED_RE.exec(name)?.[1] ?? name;
+          const base = spoolEntryOf(name) ?? name;
           const claimed = join(dir, `${base}${own}`);
           try {
             renameSync(join(dir, name), claimed);

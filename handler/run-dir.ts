@@ -41,12 +41,26 @@ export const SPOOL_ENTRY_RE = /^(\d{1,20})\.(\d{1,10})\.(\d{1,10})$/;
 /** An entry claimed by a drainer: "<entry>@<drainer pid>-<its start time>". */
 export const SPOOL_CLAIMED_RE = /^(\d{1,20}\.\d{1,10}\.\d{1,10})@(\d{1,10})-(\d{1,20})$/;
 
+/**
+ * An entry the launcher offered to the running daemon (handler/install.ts handoff(), daemon/crash-taker.ts):
+ * "offer.<entry>@<daemon pid>-<its start time>". The daemon takes it by renaming it to its
+ * claim; the launcher takes it back the same way when its line cannot reach the daemon; a
+ * drainer takes it once that daemon is gone.
+ */
+export const SPOOL_OFFER_RE = /^offer\.(\d{1,20}\.\d{1,10}\.\d{1,10})@(\d{1,10})-(\d{1,20})$/;
+
+/**
+ * The running daemon's "<pid> <start time>" in the spool, while it takes crashes the launcher
+ * read whole (daemon/crash-taker.ts): the launcher offers them to it instead of starting node.
+ */
+export const SPOOL_DAEMON_FILE = 'daemon';
+
 /** The spool's names that are crashes (waiting, being recorded, or failed), not locks or the registry. */
 export function spoolCrashes(names: readonly string[]): { waiting: number; failed: number } {
   let waiting = 0;
   let failed = 0;
   for (const n of names) {
-    if (SPOOL_ENTRY_RE.test(n) || SPOOL_CLAIMED_RE.test(n)) waiting++;
+    if (SPOOL_ENTRY_RE.test(n) || SPOOL_CLAIMED_RE.test(n) || SPOOL_OFFER_RE.test(n)) waiting++;
     else if (n.startsWith(FAILED_PREFIX)) failed++;
   }
   return { waiting, failed };

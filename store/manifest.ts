@@ -118,8 +118,10 @@ export interface Manifest {
    * first part, node the rest.
    * pipeBytes: the size the launcher gave the core's pipe, for a core longer than its first part
    * (core.pipeBuffer); absent: the kernel's 64 KiB.
+   * daemon: the launcher read the whole core and handed the crash to the running daemon
+   * (daemon/crash-taker.ts), which made the bundle; pid is the daemon's. No node was started.
    */
-  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true; launcher?: 'released' | 'prefix'; pipeBytes?: number };
+  handler: { version: string; pid: number; codeCache?: CodeCacheState; overflow?: true; launcher?: 'released' | 'prefix'; pipeBytes?: number; daemon?: true };
 }
 
 /** The host part of a manifest: read once per event. */

@@ -67,6 +67,10 @@ export async function run(...args: unknown[]): Promise<number> {
     ...(pipe ? [`Core pipe:       ${pipe}`] : []),
     `Daemon:          ${daemon ? `running (pid ${String(daemon.pid)}, since ${String(daemon.startedAt)})${daemon.frozen ? ', recorders frozen' : ''}` : `not running (${daemonError})`}`,
   ];
+  const taker = daemon?.crashes as { taking: boolean; taken: number; failed: number; onHand: number; detail?: string } | undefined;
+  if (taker) {
+    lines.push(`  crashes  ${taker.taking ? `recorded here when the launcher reads the whole core: ${taker.taken} so far${taker.failed ? `, ${taker.failed} failed` : ''}${taker.onHand ? `, ${taker.onHand} on hand` : ''}` : `recorded by the handler (${taker.detail ?? 'not taking them'})`}`);
+  }
   for (const r of (daemon?.recorders as RecorderLine[] | undefined) ?? []) {
     const buf = r.bufferBytes ? `, buffer ${r.usedBytes !== null && r.usedBytes !== undefined ? `${formatSize(r.usedBytes)} of ` : ''}${formatSize(r.bufferBytes)}` : '';
     const lost = r.eventsLost ? `, ${r.eventsLost} events lost` : '';

@@ -5,7 +5,7 @@
 // entry of this very process makes the launcher count core.maxConcurrent (1) handlers busy.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,11 +14,17 @@ import { parsePidStat } from '../../lib/procfs.js';
 import { corePipeLine, launcherScript, overflowParams, type InstallState, type LauncherTrace, type LauncherZstd } from '../../handler/install.js';
 import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks, launcherNumber } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
-import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, OVERFLOW_FILE_MAX_BYTES, overflowDir } from '../../handler/run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, overflowDir } from '../../handler/run-dir.js';
+import { CrashTaker } from '../../daemon/crash-taker.js';
+import { FreezeFifo } from '../../daemon/freeze-fifo.js';
+import { freezeFifoPath } from '../../lib/config.js';
+import { createLogger } from '../../lib/log.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
 import { readManifest, type Manifest } from '../../store/manifest.js';
 import { Store } from '../../store/store.js';
-import { HANDLER, IS_ROOT, waitFor } from '../helpers.js';
+import { HANDLER, IS_ROOT, ROOT, waitFor } from '../helpers.js';
+
+const CRASH_WORKER = join(ROOT, 'dist/daemon/crash-worker.js');
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -559,6 +565,156 @@ describe.skipIf(!IS_ROOT)('the drainer', () => {
     writeFileSync(join(s.entry, 'writer'), `${process.pid} ${startOf(process.pid)}\n`); // a live writer
     expect(await drainIncoming(s.cfg)).toEqual({ bundles: 0, failed: 0 });
     expect(existsSync(s.entry)).toBe(true);
+  });
+});
+
+// The launcher's handoff to the running daemon (handler/install.ts handoff(),
+// daemon/crash-taker.ts): the real launcher, and the real CrashTaker and FreezeFifo in this
+// process standing in for the daemon around them (its worker thread is the build's). No
+// daemon socket here: the crash's bundle says it got no recorder snapshot.
+describe.skipIf(!IS_ROOT || !HAS_EU_STACK)('the launcher hands a crash it read whole to the running daemon', () => {
+  const takers: { taker: CrashTaker; fifo: FreezeFifo }[] = [];
+  afterEach(async () => {
+    for (const { taker, fifo } of takers.splice(0)) {
+      fifo.close();
+      await taker.stop(10_000);
+    }
+  });
+
+  function daemonHere(s: Setup): CrashTaker {
+    const log = createLogger({ file: join(s.dir, 'daemon.log'), component: 'daemon' });
+    const taker = new CrashTaker({ storeRoot: s.cfg.store.root, busyTimeoutMs: 1000, config: () => s.cfg, log, drain: () => {}, workerFile: CRASH_WORKER });
+    const fifo = new FreezeFifo(freezeFifoPath(s.cfg), () => {}, log, (entry) => taker.take(entry));
+    fifo.open();
+    takers.push({ taker, fifo });
+    expect(taker.start()).toBe(true);
+    return taker;
+  }
+
+  const fds: number[] = [];
+  afterEach(() => {
+    for (const fd of fds.splice(0)) closeSync(fd);
+  });
+
+  /** The daemon's FIFO, made and held open for reading here (what is written to it stays unread). */
+  function readFifo(s: Setup): void {
+    expect(spawnSync('mkfifo', ['-m', '600', freezeFifoPath(s.cfg)]).status).toBe(0);
+    fds.push(openSync(freezeFifoPath(s.cfg), constants.O_RDWR | constants.O_NONBLOCK));
+  }
+
+  /** The spool's daemon mark, naming a process (default: this one). */
+  function markDaemon(s: Setup, pid = process.pid): void {
+    writeFileSync(join(s.incoming, SPOOL_DAEMON_FILE), `${pid} ${startOf(pid)}\n`);
+  }
+
+  function coreOf(s: Setup, m: Manifest): Buffer {
+    const day = `${m.id.slice(0, 4)}-${m.id.slice(4, 6)}-${m.id.slice(6, 8)}`;
+    const z = spawnSync('zstd', ['-d', '-c', join(s.cfg.store.root, 'bundles', day, m.id, 'core.zst')], { maxBuffer: 64 << 20 });
+    expect(z.status).toBe(0);
+    return z.stdout;
+  }
+
+  it('no node: the daemon takes the offer and makes the bundle, core byte for byte', async () => {
+    const s = setUp('', { cap: null });
+    const taker = daemonHere(s);
+    const t = await target();
+    const core = Buffer.concat([Buffer.from('text of a core '.repeat(100_000)), randomBytes(200_000)]);
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    // the launcher left its entry offered to us, not to node
+    expect(entries(s.incoming)).toEqual([]);
+    expect(readdirSync(s.incoming).filter((n) => n.startsWith('offer.') || n.includes('@'))).toHaveLength(1);
+    const [m] = await waitFor('the daemon\'s bundle', () => {
+      const b = bundles(s.cfg.store.root);
+      return b.length > 0 ? b : undefined;
+    }, 30_000);
+    expect(m!.handler).toMatchObject({ daemon: true, pid: process.pid, launcher: 'released' });
+    expect(m!.timings.takenMs).toBeTypeOf('number');
+    expect(m!.timings.startupMs).toBeUndefined();
+    expect(m!.core).toMatchObject({ stored: true, size: core.length, truncated: false, compression: 'zstd' });
+    expect(coreOf(s, m!).equals(core)).toBe(true);
+    expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
+    expect(m!.process!.procVerified).toBe(true);
+    // no daemon socket here: said so, nothing else lost
+    expect(m!.warnings.join('\n')).toMatch(/no flight-recorder snapshot/);
+    await waitFor('the entry to go', () => readdirSync(s.incoming).every((n) => n === HANDLERS_DIR || n === SPOOL_DAEMON_FILE) || undefined, 10_000);
+    expect(taker.status()).toMatchObject({ taking: true, taken: 1, failed: 0, onHand: 0 });
+    expect(existsSync('/tmp/fbx-pwned')).toBe(false);
+  });
+
+  it('a FIFO nobody reads: the launcher takes its offer back and node records the crash', async () => {
+    const s = setUp('', { cap: null });
+    markDaemon(s);
+    // A FIFO without a reader stands in for a daemon that no longer reads its own.
+    expect(spawnSync('mkfifo', ['-m', '600', freezeFifoPath(s.cfg)]).status).toBe(0);
+    const t = await target();
+    const core = randomBytes(300_000);
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.handler.daemon).toBeUndefined();
+    expect(m!.handler.launcher).toBe('released');
+    expect(coreOf(s, m!).equals(core)).toBe(true);
+    expect(readdirSync(s.incoming).filter((n) => n !== HANDLERS_DIR && n !== SPOOL_DAEMON_FILE)).toEqual([]);
+  });
+
+  for (const [what, who] of [
+    ['the daemon\'s own crash is never offered to it', 'target'],
+    ['a mark left by a daemon that is gone is not followed', 'dead'],
+  ] as const) {
+    it(`${what}: node records the crash`, async () => {
+      const s = setUp('', { cap: null });
+      const t = await target();
+      if (who === 'target') markDaemon(s, t.pid!);
+      else writeFileSync(join(s.incoming, SPOOL_DAEMON_FILE), `${spawnSync('true').pid} 1\n`);
+      readFifo(s);
+      expect(launch(s, t.pid!, { core: randomBytes(100_000) }).status).toBe(0);
+      const [m] = bundles(s.cfg.store.root);
+      expect(m!.handler.daemon).toBeUndefined();
+      expect(m!.core.stored).toBe(true);
+      expect(readdirSync(s.incoming).some((n) => n.startsWith('offer.'))).toBe(false);
+    });
+  }
+
+  it('crashes offered to a live daemon count against core.maxConcurrent', async () => {
+    // cap 2: this process's handler entry is one, an offer to this (live) "daemon" the other
+    const s = setUp('', { cap: 2 });
+    markDaemon(s);
+    holdLocks(s);
+    spawnSync('mkdir', ['-m', '700', join(s.incoming, `offer.1.2.3@${process.pid}-${startOf(process.pid)}`)]);
+    const t = await target();
+    expect(launch(s, t.pid!, { core: randomBytes(100_000) }).status).toBe(0);
+    // recorded on the storm path: no core read, left for a drainer
+    const stormy = entries(s.incoming);
+    expect(stormy).toHaveLength(1);
+    expect(existsSync(join(s.incoming, stormy[0]!, 'complete'))).toBe(true);
+    expect(existsSync(join(s.incoming, stormy[0]!, 'core'))).toBe(false);
+  });
+
+  it('a dead daemon\'s offer and claim are recorded by a drainer, cores included', async () => {
+    const s = setUp('', { cap: null });
+    const dead = spawnSync('true').pid!;
+    markDaemon(s);
+    readFifo(s);
+    const cores: Buffer[] = [];
+    for (let i = 0; i < 2; i++) {
+      const t = await target();
+      cores.push(randomBytes(200_000 + i));
+      expect(launch(s, t.pid!, { core: cores[i] }).status).toBe(0);
+    }
+    // Offered to this process; make them what a daemon killed at either step leaves.
+    const offers = readdirSync(s.incoming).filter((n) => n.startsWith('offer.')).sort();
+    expect(offers).toHaveLength(2);
+    renameSync(join(s.incoming, offers[0]!), join(s.incoming, offers[0]!.replace(/@.*/, `@${dead}-1`)));
+    renameSync(join(s.incoming, offers[1]!), join(s.incoming, offers[1]!.replace(/^offer\./, '').replace(/@.*/, `@${dead}-1`)));
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 2, failed: 0 });
+    const ms = bundles(s.cfg.store.root);
+    expect(ms).toHaveLength(2);
+    expect(ms.map((m) => coreOf(s, m).length).sort()).toEqual(cores.map((c) => c.length).sort());
+    for (const m of ms) {
+      expect(m.core).toMatchObject({ stored: true, truncated: false });
+      expect(m.warnings.join('\n')).toMatch(/crash handler stopped before it finished this crash/);
+      expect(m.process!.cmdline).toContain(HOSTILE_ARG);
+    }
+    expect(readdirSync(s.incoming).filter((n) => n !== HANDLERS_DIR && n !== SPOOL_DAEMON_FILE && !n.startsWith('.drain'))).toEqual([]);
   });
 });
 
