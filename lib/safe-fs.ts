@@ -1,7 +1,7 @@
 // Safe file creation for a root process working next to hostile data: directories we
 // create are checked for owner and mode, every file is created with O_EXCL|O_NOFOLLOW so
 // a planted symlink, hardlink target or FIFO makes the write fail instead of redirecting it.
-import { close, closeSync, constants, fchmodSync, fstatSync, fsync, fsyncSync, lstatSync, mkdirSync, open, openSync, readSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, close, closeSync, constants, fchmodSync, fstatSync, fsync, fsyncSync, lstatSync, mkdirSync, open, openSync, readSync, readdirSync, renameSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FlightboxError, errnoCode } from './errors.js';
 
@@ -125,6 +125,23 @@ export function touchNoFollow(path: string, mode = 0o600): void {
  * FIFO; anything but a regular file is refused. A missing file without `create` is fine.
  */
 export function ensurePrivateFile(path: string, create: boolean): void {
+  // A file that already is what it must be is checked by lstat alone, never opened: closing
+  // any fd of a file drops every POSIX lock this process holds on it (fcntl locks belong to
+  // the process), such as SQLite's on the index, held by another connection of this process
+  // (the daemon's and its crash worker's). Without them the next process to close the index
+  // thinks itself the last, checkpoints and deletes the WAL this process still writes to.
+  let st: Stats | null = null;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+  if (st === null && !create) return;
+  if (st !== null && st.isFile() && st.nlink === 1 && st.uid === (process.geteuid?.() ?? 0)) {
+    // (the directory is one only its owner may write: nothing swaps the file for a link here)
+    if ((st.mode & 0o077) !== 0) chmodSync(path, st.mode & 0o700);
+    return;
+  }
   let fd: number;
   try {
     fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0), 0o600);
