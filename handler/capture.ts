@@ -493,7 +493,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     if (launcherDir) timings.backtraceByLauncher = 1;
     try {
       const { takeBacktrace } = await import('./backtrace.js');
-      const bt = await takeBacktrace(join(staging, 'core'), proc.meta.exe, {
+      // Not the process's own (the daemon, a drainer): no fd of its executable, and its path is
+      // not opened either (in a container it names another file here): the core's notes only.
+      const bt = await takeBacktrace(join(staging, 'core'), stdinFd === null ? null : proc.meta.exe, {
         tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads, launcherDir,
       });
       backtraceWarnings.push(...bt.warnings);
