@@ -600,7 +600,7 @@ function flightboxBreakdown(ms: readonly Measure[]): string {
   // Capture start is the launcher's start (it copies /proc and the core's first part before
   // node starts; the kernel stamps its files with a coarse clock, a few ms of resolution).
   return `manifest timings (medians): signal to capture start ${fmtMs(medianOf(ms, (m) => m.startMs))} (the kernel starting the launcher)` +
-    `, capture start to release ${fmtMs(t('holdMs'))} (of which /proc ${fmtMs(t('procMs'))}), node's start to its first line for this crash ${fmtMs(t('startupMs'))}, stack trace ${fmtMs(t('backtraceMs'))}` +
+    `, capture start to release ${fmtMs(t('holdMs'))} (of which /proc ${fmtMs(t('procMs'))}), ${t('takenMs') !== null ? `capture start to the daemon taking it ${fmtMs(t('takenMs'))} (no node started)` : `node's start to its first line for this crash ${fmtMs(t('startupMs'))}`}, stack trace ${fmtMs(t('backtraceMs'))}` +
     `, compression and fsync ${fmtMs(t('compressMs'))} (the two run side by side), capture start to manifest ${fmtMs(t('totalMs'))}${cacheNote}`;
 }
 
@@ -615,27 +615,64 @@ export const ingestion: Section = async (opts) => {
   const sizes = opts.quick ? [16, 128] : [16, 256, 1024];
   const bench = await setUp(opts, join(opts.workDir, 'ingest'), { zstd: true });
   const rows: Row[] = [];
+  // The smallest cores again with the daemon running, as an installation runs: the launcher
+  // reads them whole and hands them to the daemon (no node started).
+  const withDaemon = daemonSubject(join(opts.workDir, 'ingest', 'fbx-daemon'), bench);
   try {
     for (const mib of sizes) {
       for (const fill of FILLS) {
         const results = new Map<string, Measure[]>(bench.subjects.map((s) => [s.name, []]));
+        const log = (s: Subject, run: number, m: Measure): void =>
+          opts.log(`  ${label(mib)} ${fill} run ${run + 1}/${opts.runs} ${s.name}: held ${fmtMs(m.heldMs)}, done ${fmtMs(m.doneMs)}, stored ${m.storedBytes ?? 'n/a'} B`);
         for (let run = 0; run < opts.runs; run++) {
           for (const s of rotate(bench.subjects, run)) {
             const m = await crashOnce(bench.crasher, mib, fill, s, opts.workDir);
             results.get(s.name)!.push(m);
-            opts.log(`  ${label(mib)} ${fill} run ${run + 1}/${opts.runs} ${s.name}: held ${fmtMs(m.heldMs)}, done ${fmtMs(m.doneMs)}, stored ${m.storedBytes ?? 'n/a'} B`);
+            log(s, run, m);
           }
         }
-        rows.push(...ingestionRows(bench, mib, fill, results));
+        const extra = mib === sizes[0] ? [withDaemon] : [];
+        if (extra.length > 0) {
+          results.set(withDaemon.name, await withBenchDaemon(withDaemon, opts.log, async () => {
+            const ms: Measure[] = [];
+            for (let run = 0; run < opts.runs; run++) {
+              ms.push(await crashOnce(bench.crasher, mib, fill, withDaemon, opts.workDir));
+              log(withDaemon, run, ms.at(-1)!);
+            }
+            return ms;
+          }));
+        }
+        rows.push(...ingestionRows(bench, mib, fill, results, extra));
       }
     }
   } finally {
+    await withDaemon.close();
     await bench.close();
   }
   return rows;
 };
 
-function ingestionRows(bench: Bench, mib: number, fill: Fill, results: Map<string, Measure[]>): Row[] {
+const FBX_DAEMON_NAME = 'flightbox + daemon';
+
+/** flightbox installed on a store of its own, whose daemon (started by withBenchDaemon) runs its default recorders. */
+function daemonSubject(dir: string, bench: Bench): FlightboxSubject {
+  return flightboxSubject(dir, bench.cat.kernel.suidDumpable, FBX_DAEMON_NAME, {
+    extra: 'recorders:\n  ftrace:\n    instance: flightbox-bench\n', describe: 'daemon running (metrics, ftrace)',
+  });
+}
+
+/** `fn` with the subject's daemon running (started and stopped around it). */
+async function withBenchDaemon<T>(subject: FlightboxSubject, log: (m: string) => void, fn: () => Promise<T>): Promise<T> {
+  const daemon = await startBenchDaemon(subject.store);
+  log(`daemon running (pid ${daemon.pid})`);
+  try {
+    return await fn();
+  } finally {
+    await daemon.stop();
+  }
+}
+
+function ingestionRows(bench: Bench, mib: number, fill: Fill, results: Map<string, Measure[]>, extra: readonly FlightboxSubject[] = []): Row[] {
   const rows: Row[] = [];
   const med = (name: string | undefined, f: (m: Measure) => number | null | undefined): number | null =>
     name === undefined ? null : medianOf(results.get(name) ?? [], f);
@@ -651,9 +688,9 @@ function ingestionRows(bench: Bench, mib: number, fill: Fill, results: Map<strin
   const doneRef = sdFinished ?? sdDone ?? med(bench.cat.name, (m) => m.doneMs);
   const doneRefName = sdFinished !== null ? 'systemd-coredump finished' : sdDone !== null ? 'systemd-coredump done' : 'cat > file';
   const c = `${label(mib)} ${fill}, 4 threads`;
-  for (const s of bench.subjects) {
+  for (const s of [...bench.subjects, ...extra]) {
     const ms = results.get(s.name)!;
-    const isFbx = s === bench.flightbox;
+    const isFbx = s === bench.flightbox || (extra as readonly Subject[]).includes(s);
     const missed = ms.filter((m) => m.doneMs === null).length;
     const held = med(s.name, (m) => m.heldMs);
     const done = med(s.name, (m) => m.doneMs);
@@ -708,7 +745,7 @@ export const smallCrash: Section = async (opts) => {
   const results = new Map<string, Measure[]>();
   let daemonNote: string | null = null;
   let noTraceNote: string | null = null;
-  const fbxDaemonName = 'flightbox + daemon';
+  const fbxDaemonName = FBX_DAEMON_NAME;
   const fbxNoTraceName = 'flightbox, no stack trace';
   try {
     for (let run = 0; run < runs; run++) {
@@ -720,20 +757,17 @@ export const smallCrash: Section = async (opts) => {
     }
     // The same with the daemon running its default recorders (metrics, ftrace): the handler
     // then asks it to freeze before the core and for the recorders' snapshot after.
-    const withDaemon = flightboxSubject(join(dir, 'fbx-daemon'), bench.cat.kernel.suidDumpable, fbxDaemonName, {
-      extra: 'recorders:\n  ftrace:\n    instance: flightbox-bench\n', describe: 'daemon running (metrics, ftrace)',
-    });
-    const daemon = await startBenchDaemon(withDaemon.store);
-    opts.log(`daemon running (pid ${daemon.pid})`);
+    const withDaemon = daemonSubject(join(dir, 'fbx-daemon'), bench);
     try {
-      for (let run = 0; run < runs; run++) {
-        const m = await crashOnce(bench.crasher, SMALL_MIB, SMALL_FILL, withDaemon, opts.workDir);
-        push(results, fbxDaemonName, m);
-        opts.log(`  small run ${run + 1}/${runs} ${fbxDaemonName}: held ${fmtMs(m.heldMs)}, done ${fmtMs(m.doneMs)}`);
-      }
+      await withBenchDaemon(withDaemon, opts.log, async () => {
+        for (let run = 0; run < runs; run++) {
+          const m = await crashOnce(bench.crasher, SMALL_MIB, SMALL_FILL, withDaemon, opts.workDir);
+          push(results, fbxDaemonName, m);
+          opts.log(`  small run ${run + 1}/${runs} ${fbxDaemonName}: held ${fmtMs(m.heldMs)}, done ${fmtMs(m.doneMs)}`);
+        }
+      });
       daemonNote = withDaemon.note;
     } finally {
-      await daemon.stop();
       await withDaemon.close();
     }
     // Without the stack trace: systemd-coredump's "done" (its final core file) comes before
