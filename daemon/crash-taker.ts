@@ -160,14 +160,20 @@ export class CrashTaker {
     }
   }
 
-  /** `take <entry>` on the FIFO: claim the launcher's offer and record it. */
+  /**
+   * `take <entry>` on the FIFO: claim the launcher's offer and record it. Without a worker (it
+   * kept dying) the offer goes back to the spool unclaimed, for a drainer: no one else takes
+   * an offer to a live daemon.
+   */
   take(entry: string): void {
     if (this.#own === null || this.#running.has(entry) || this.#queue.includes(entry)) return;
+    const offer = join(this.#spool, `offer.${entry}@${this.#own}`);
     try {
-      renameSync(join(this.#spool, `offer.${entry}@${this.#own}`), join(this.#spool, `${entry}@${this.#own}`));
+      renameSync(offer, join(this.#spool, this.#worker ? `${entry}@${this.#own}` : entry));
     } catch {
       return; // the launcher took it back (its line came too late for it), or it was never ours
     }
+    if (!this.#worker) return this.#opts.drain();
     this.#queue.push(entry);
     this.#pump();
   }
