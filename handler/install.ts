@@ -227,9 +227,10 @@ export const LAUNCHER_ROOM_BYTES = 4 * CORE_WHOLE_BYTES;
  * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last.
  * The core comes on stdin; `z` says at which level, for node to check against its config. The status
  * file appears whole (renamed) once zstd is done; anything but 0 and node compresses itself.
- * Like trace(), run in the entry, with paths relative to it. Niced: the stack trace, started
- * just before on the same core, is what the bundle waits for last on a small machine, and
- * zstd's workers would otherwise take the CPUs from it.
+ * Like trace(), run in the entry, with paths relative to it. `squeeze nice` (a core that ended
+ * within the first 8 MiB): niced, as the stack trace started just before on the same core is
+ * then what the bundle waits for last on a small machine, and zstd's workers would take the
+ * CPUs from it; a longer core's compression is what it waits for, and keeps its priority.
  */
 function squeezeFunction(z: LauncherZstd): string[] {
   const f = LAUNCHER_ZSTD;
@@ -238,7 +239,7 @@ function squeezeFunction(z: LauncherZstd): string[] {
     'squeeze() {',
     `  { printf '%s\\n' ${z.level} >${f.started}; } 2>/dev/null || return 0`,
     '  (',
-    `    ${z.nice ? `${shellQuote(z.nice)} -n 10 ` : ''}${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >${f.out} 2>${f.err}`,
+    `    ${z.nice ? `\${1:+${shellQuote(z.nice)} -n 10} ` : ''}${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >${f.out} 2>${f.err}`,
     `    printf '%s\\n' $? >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
     '  ) >/dev/null 2>&1 &',
     '}',
@@ -430,7 +431,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  exec 0</dev/null',
     '  : >"$d/released"',
     '  rel=1',
-    `  cd "$d" || return 0${params.trace ? '\n  trace' : ''}${params.zstd ? `\n  roomy ${LAUNCHER_ROOM_BYTES} && squeeze` : ''}`,
+    `  cd "$d" || return 0${params.trace ? '\n  trace' : ''}${params.zstd ? `\n  roomy ${LAUNCHER_ROOM_BYTES} && squeeze $1` : ''}`,
     '  cd /',
     '}',
     ...(params.trace ? handoffFunction() : []),
@@ -458,7 +459,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '          read -r recs rest 2>/dev/null <"$d/dd"',
     '          [ "$rc" = 0 ] && case $recs in 1+*) ;; *) release ;; esac',
     '        fi ;;',
-    '      *) release ;;',
+    '      *) release nice ;;',
     '    esac',
     '  fi',
     ...(params.trace ? ['  [ -n "$rel" ] && handoff "$@"'] : []),

@@ -312,6 +312,21 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(m.warnings.filter((w) => /compress|zstd|core/i.test(w) && !/not an ELF core/.test(w))).toEqual([]);
   });
 
+  it('the launcher\'s zstd runs niced for a core within its first part (eu-stack comes first), at its own priority past it', async () => {
+    // Faked: a zstd that records its nice value (field 19 of its stat) and fails, so node
+    // compresses; what it reads is the launcher's choice, not zstd's work.
+    const out = join(tmpdir(), `fbx-nice-${process.pid}`);
+    const spy = join(tmpdir(), `fbx-nicezstd-${process.pid}.sh`);
+    writeFileSync(spy, `#!/bin/sh\nread -r l </proc/self/stat\nset -- \${l##*") "}\nprintf '%s\\n' "\${17}" >>${out}\nexit 1\n`, { mode: 0o755 });
+    dirs.push(spy, out);
+    const own = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[16]);
+    for (const size of [1024 * 1024, CORE_PREFIX_BYTES + 1024 * 1024]) {
+      const s = setUp('', { cap: null, zstd: { zstd: spy } });
+      await compressedByNode(s, randomBytes(size));
+    }
+    expect(readFileSync(out, 'utf8').trim().split('\n').map(Number)).toEqual([Math.min(own + 10, 19), own]);
+  });
+
   // core.pipeBuffer: the kernel's pipe of a core longer than the launcher's part made bigger
   // (perl, F_SETPIPE_SZ), so that the kernel goes on writing while node starts. The size the
   // manifest names is the kernel's answer (a power of two), not the config's.
