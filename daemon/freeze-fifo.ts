@@ -80,13 +80,12 @@ export class FreezeFifo {
     if (m && isBundleId(m[1]!)) return this.#onFreeze(m[1]!);
     // The launcher's line, sent once it has read the core (or its first part): its entry's
     // name stands for the crash until node has made the bundle id (earlyFreezeKey).
-    const e = /^spool (\S+)$/.exec(line);
-    if (e && SPOOL_ENTRY_RE.test(e[1]!)) return this.#onFreeze(earlyFreezeKey({ entry: e[1]! }));
-    // The launcher's offer of a crash it read whole: frozen under its entry, like `spool`, then taken.
-    const t = /^take (\S+)$/.exec(line);
-    if (t && SPOOL_ENTRY_RE.test(t[1]!)) {
-      this.#onFreeze(earlyFreezeKey({ entry: t[1]! }));
-      return this.#onTake(t[1]!);
+    // `take`: its offer of a crash it read whole, frozen the same way, then taken.
+    const e = /^(spool|take) (\S+)$/.exec(line);
+    if (e && SPOOL_ENTRY_RE.test(e[2]!)) {
+      this.#onFreeze(earlyFreezeKey({ entry: e[2]! }));
+      if (e[1] === 'take') this.#onTake(e[2]!);
+      return;
     }
     this.#bad(line.slice(0, 40));
   }

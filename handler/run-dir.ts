@@ -36,10 +36,13 @@ export const LAUNCHER_EXE_FD = 9;
 
 /** Entries a drainer could not turn into a bundle are kept under this prefix, for an operator. */
 export const FAILED_PREFIX = 'failed.';
+/** A launcher's entry name, "<time>.<pid>.<launcher pid>", and "@<pid>-<start time>" of a process holding one. */
+const ENTRY = String.raw`\d{1,20}\.\d{1,10}\.\d{1,10}`;
+const HOLDER = String.raw`@(\d{1,10})-(\d{1,20})`;
 /** A launcher's entry: "<time>.<pid>.<launcher pid>". */
-export const SPOOL_ENTRY_RE = /^(\d{1,20})\.(\d{1,10})\.(\d{1,10})$/;
-/** An entry claimed by a drainer: "<entry>@<drainer pid>-<its start time>". */
-export const SPOOL_CLAIMED_RE = /^(\d{1,20}\.\d{1,10}\.\d{1,10})@(\d{1,10})-(\d{1,20})$/;
+export const SPOOL_ENTRY_RE = new RegExp(`^${ENTRY}$`);
+/** An entry claimed by a drainer (or the daemon): "<entry>@<drainer pid>-<its start time>". */
+export const SPOOL_CLAIMED_RE = new RegExp(`^(${ENTRY})${HOLDER}$`);
 
 /**
  * An entry the launcher offered to the running daemon (handler/install.ts handoff(), daemon/crash-taker.ts):
@@ -47,7 +50,7 @@ export const SPOOL_CLAIMED_RE = /^(\d{1,20}\.\d{1,10}\.\d{1,10})@(\d{1,10})-(\d{
  * claim; the launcher takes it back the same way when its line cannot reach the daemon; a
  * drainer takes it once that daemon is gone.
  */
-export const SPOOL_OFFER_RE = /^offer\.(\d{1,20}\.\d{1,10}\.\d{1,10})@(\d{1,10})-(\d{1,20})$/;
+export const SPOOL_OFFER_RE = new RegExp(`^offer\\.(${ENTRY})${HOLDER}$`);
 
 /**
  * The running daemon's "<pid> <start time>" in the spool, while it takes crashes the launcher
