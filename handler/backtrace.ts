@@ -116,18 +116,32 @@ export function parseEuStack(text: string, opts: { maxThreads?: number | null } 
   return { threads, modules, ambiguous: null };
 }
 
-/** "FN - MODULE" or "- MODULE", where MODULE must be a name from the module table (longest wins). */
+/**
+ * "FN - MODULE" or "- MODULE", where MODULE must be a name from the module table, or an
+ * absolute path ending in one (eu-stack names the executable by the core's path of it when
+ * not given it with -e, and lists it by its base name); the longest wins, and the frame's
+ * module is the table's name.
+ */
 function splitFrameRest(rest: string, modules: readonly ModuleInfo[]): { fn: string | null; module: string | null } | null {
   const r = rest.trimEnd();
   // eu-stack names a symbol only inside a module: an address outside them all has neither.
   if (r === '' || r === '??') return { fn: null, module: null };
-  let best: string | null = null;
+  let best: { shown: string; name: string } | null = null;
+  const consider = (shown: string, name: string): void => {
+    if (best === null || shown.length > best.shown.length) best = { shown, name };
+  };
   for (const m of modules) {
-    if ((r === `- ${m.name}` || r.endsWith(` - ${m.name}`)) && (best === null || m.name.length > best.length)) best = m.name;
+    if (r === `- ${m.name}` || r.endsWith(` - ${m.name}`)) consider(m.name, m.name);
+    if (r.endsWith(`/${m.name}`)) {
+      const at = r.lastIndexOf(' - /');
+      const shown = at >= 0 ? r.slice(at + 3) : r.startsWith('- /') ? r.slice(2) : null;
+      if (shown !== null && shown.endsWith(`/${m.name}`)) consider(shown, m.name);
+    }
   }
   if (best === null) return null;
-  const fn = r.slice(0, r.length - best.length - 2).trim();
-  return { fn: fn === '' || fn === '-' ? null : fn, module: best };
+  const { shown, name } = best as { shown: string; name: string };
+  const fn = r.slice(0, r.length - shown.length - 2).trim();
+  return { fn: fn === '' || fn === '-' ? null : fn, module: name };
 }
 
 /**
@@ -257,13 +271,47 @@ export interface BacktraceOptions {
   maxThreads?: number | null;
   /** an entry directory whose launcher already started eu-stack on this core (launcherRun) */
   launcherDir?: string | null;
+  /** source lines and inlined frames (backtrace.source): needs the debug info's DWARF, slower */
+  source?: boolean;
 }
 
 /** Share of the time budget eu-stack gets when gdb can follow (gdb gets the rest). */
 const EU_STACK_SHARE = 0.6;
 
-/** eu-stack's options after --core and -e: module list with build-ids, source lines, inlined frames, a frame limit. */
-export const EU_STACK_FLAGS: readonly string[] = ['-l', '-m', '-s', '-i', '-n', String(MAX_FRAMES_PER_THREAD)];
+/**
+ * eu-stack runs twice on a core, side by side. The module run lists the modules (address
+ * ranges, build-ids, files) and resolves nothing: with no debug-info path (/dev/null holds no
+ * file) it never loads separate debug info, which `-l` would otherwise load and decompress
+ * whole (60-100 ms for libc's alone). The frame run unwinds and names functions from symbol
+ * tables (a separate debug file's too: cheap, no DWARF); with backtrace.source it also gives
+ * source lines and inlined frames, which do need the DWARF.
+ */
+export const EU_STACK_MODULE_FLAGS: readonly string[] = ['-l', '-q', '-n', '1', '--debuginfo-path=/dev/null'];
+
+/** The frame run's options after --core and -e: module names, a frame limit, and with `source` source lines and inlined frames. */
+export function euStackFrameFlags(source: boolean): string[] {
+  return ['-m', ...(source ? ['-s', '-i'] : []), '-n', String(MAX_FRAMES_PER_THREAD)];
+}
+
+/**
+ * One eu-stack text from the two runs: the module run's table (up to its frames, without each
+ * module's debug-file line, which says nothing when no debug info was looked for), then the
+ * frame run's output; parseEuStack reads it as it reads `eu-stack -l -m` in one run.
+ */
+export function composeEuStack(modulesOut: string, framesOut: string): string {
+  const lines = modulesOut.split('\n');
+  const table: string[] = [];
+  let modLine = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (i > 0 && line.startsWith('PID ')) break;
+    if (line.startsWith('  ')) {
+      if (++modLine >= 3) continue;
+    } else modLine = 0;
+    if (line !== '') table.push(line);
+  }
+  return table.length > 0 ? `${table.join('\n')}\n${framesOut}` : framesOut;
+}
 
 /** The time eu-stack is given (ms) with backtrace.tool `tool` and backtrace.timeout `timeoutMs`. */
 export function euStackBudgetMs(tool: BacktraceTool, timeoutMs: number): number {
@@ -276,13 +324,14 @@ const KILLED_BY_TIMEOUT = 137;
 const LAUNCHER_TRACE_SLACK_MS = 2000;
 
 /**
- * The eu-stack the launcher started on a core it read whole, while node was starting
- * (handler/install.ts): waited for until its exit status is written, then read as runTool
- * would have returned it. One that never finishes counts as timed out.
+ * The eu-stack runs the launcher started on a core it read whole, while node was starting
+ * (handler/install.ts): waited for until the frame run's exit status is written (the module
+ * run has ended by then), then read as runTool would have returned them. One that never
+ * finishes counts as timed out.
  */
-export async function launcherRun(dir: string, budgetMs: number): Promise<RunResult> {
+export async function launcherRun(dir: string, budgetMs: number): Promise<RunResult & { modules: string }> {
   const status = await launcherStatus(join(dir, LAUNCHER_TRACE.status), Date.now() + budgetMs + LAUNCHER_TRACE_SLACK_MS);
-  if (status === 'pending') return { out: '', err: '', status: null, error: `the launcher's eu-stack did not finish within ${budgetMs} ms`, timedOut: true };
+  if (status === 'pending') return { out: '', err: '', modules: '', status: null, error: `the launcher's eu-stack did not finish within ${budgetMs} ms`, timedOut: true };
   const read = (name: string, max: number): string => {
     try {
       return readNoFollow(join(dir, name), max).toString('utf8');
@@ -294,7 +343,7 @@ export async function launcherRun(dir: string, budgetMs: number): Promise<RunRes
   const timedOut = status === KILLED_BY_TIMEOUT;
   const cut = Buffer.byteLength(out) >= MAX_BACKTRACE_OUTPUT_BYTES;
   const error = timedOut ? `timed out after ${budgetMs} ms` : cut ? `output over ${MAX_BACKTRACE_OUTPUT_BYTES} bytes, cut there` : undefined;
-  return { out, err: read(LAUNCHER_TRACE.err, 65536), status, timedOut, ...(error ? { error } : {}) };
+  return { out, err: read(LAUNCHER_TRACE.err, 65536), modules: read(LAUNCHER_TRACE.modules, MAX_BACKTRACE_OUTPUT_BYTES), status, timedOut, ...(error ? { error } : {}) };
 }
 
 export async function takeBacktrace(corePath: string, exe: string | null, opts: BacktraceOptions): Promise<Backtrace> {
@@ -321,21 +370,28 @@ export async function takeBacktrace(corePath: string, exe: string | null, opts: 
     const eu = findProgram('eu-stack');
     if (!eu) warnings.push('eu-stack not found (install elfutils), ignoring');
     else {
-      const args = [`--core=${corePath}`, ...(exeArg ? ['-e', exeArg] : []), ...EU_STACK_FLAGS];
+      const args = [`--core=${corePath}`, ...(exeArg ? ['-e', exeArg] : [])];
       // With gdb to fall back on, eu-stack gets part of the budget: a core whose module list
       // names a file that never opens (a FIFO) must leave gdb time of its own.
       const budget = opts.tool === 'auto' ? euStackBudgetMs('auto', opts.timeoutMs) : Math.max(1000, deadline - Date.now());
-      // The launcher's run, when it started one: the same program, arguments and limits.
-      const r = opts.launcherDir ? await launcherRun(opts.launcherDir, budget) : await runTool(eu, args, budget, exeFd);
+      // The launcher's runs, when it started them: the same program, arguments and limits.
+      const r = opts.launcherDir ? await launcherRun(opts.launcherDir, budget) : await (async () => {
+        const [mods, frames] = await Promise.all([
+          runTool(eu, [...args, ...EU_STACK_MODULE_FLAGS], budget, exeFd),
+          runTool(eu, [...args, ...euStackFrameFlags(opts.source ?? false)], budget, exeFd),
+        ]);
+        return { ...frames, modules: mods.out };
+      })();
       euTimedOut = r.timedOut;
-      const parsed = parseEuStack(r.out, { maxThreads: opts.maxThreads });
+      const text = composeEuStack(r.modules, r.out);
+      const parsed = parseEuStack(text, { maxThreads: opts.maxThreads });
       if (parsed.ambiguous) {
         warnings.push(`the stack trace cannot be trusted (${parsed.ambiguous}: a name in the core or its files is shaped like trace lines); no frames kept`);
-        return { tool: 'eu-stack', text: r.out, threads: [], modules: [], warnings };
+        return { tool: 'eu-stack', text, threads: [], modules: [], warnings };
       }
       if (parsed.threads.some((t) => t.frames.length > 0)) {
         if (r.error) warnings.push(`eu-stack: ${r.error}; the stack trace may be incomplete`);
-        return { tool: 'eu-stack', text: r.out, threads: parsed.threads, modules: parsed.modules, warnings };
+        return { tool: 'eu-stack', text, threads: parsed.threads, modules: parsed.modules, warnings };
       }
       warnings.push(`eu-stack found no frames (${r.error ?? `exit ${r.status}`}: ${r.err.trim().split('\n')[0] ?? ''})`);
     }

@@ -31,7 +31,7 @@ import type { Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { NATIVE_COPY_AFTER_BYTES, streamCore } from './core-writer.js';
 import { readProcState, readProcStateFrom, type ProcSource } from './proc-reader.js';
-import { CODE_CACHE_STATE, LAUNCHER_ZSTD, overflowDir } from './run-dir.js';
+import { CODE_CACHE_STATE, LAUNCHER_ZSTD, overflowDir, traceMode } from './run-dir.js';
 import { launcherStatus } from './launcher-status.js';
 
 // Only what the hold path needs is imported statically: every module loaded before the core
@@ -151,6 +151,8 @@ export interface SpooledCrash {
   prefixMessage: string | null;
   /** the entry, when the launcher started eu-stack on the core it read whole (handler/install.ts trace()) */
   traceDir: string | null;
+  /** the mode the launcher's eu-stack ran in (backtrace.ts traceMode); null: none started */
+  traceMode: string | null;
   /** the size the launcher gave the core's pipe (handler/install.ts pipe()); null: it did not */
   pipeBytes: number | null;
   /** the level the launcher's zstd compresses the core it read whole at (handler/install.ts squeeze()); null: none started */
@@ -489,14 +491,15 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const backtraceTask = !core.elf ? Promise.resolve(null) : (async (): Promise<Backtrace | null> => {
     const tb = now();
     // The eu-stack the launcher started on the core it read whole, unless the config now wants another tool.
-    const launcherDir = spooled?.traceDir && (cfg.backtrace.tool === 'auto' || cfg.backtrace.tool === 'eu-stack') ? spooled.traceDir : null;
+    const launcherDir = spooled?.traceDir && (cfg.backtrace.tool === 'auto' || cfg.backtrace.tool === 'eu-stack') &&
+      spooled.traceMode === traceMode(cfg.backtrace.source) ? spooled.traceDir : null;
     if (launcherDir) timings.backtraceByLauncher = 1;
     try {
       const { takeBacktrace } = await import('./backtrace.js');
       // Not the process's own (the daemon, a drainer): no fd of its executable, and its path is
       // not opened either (in a container it names another file here): the core's notes only.
       const bt = await takeBacktrace(join(staging, 'core'), stdinFd === null ? null : proc.meta.exe, {
-        tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads, launcherDir,
+        tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads, launcherDir, source: cfg.backtrace.source,
       });
       backtraceWarnings.push(...bt.warnings);
       if (!bt.tool && cfg.backtrace.tool !== 'none') backtraceWarnings.push('no stack trace could be taken');

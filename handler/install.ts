@@ -18,10 +18,10 @@ import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
 import { formatSize } from '../lib/units.js';
-import { EU_STACK_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs } from './backtrace.js';
+import { EU_STACK_MODULE_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs, euStackFrameFlags } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, overflowDir, spoolCrashes } from './run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, overflowDir, spoolCrashes, traceMode } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -130,6 +130,8 @@ export interface LauncherTrace {
   timeout: string;
   euStack: string;
   seconds: number;
+  /** backtrace.source: source lines and inlined frames */
+  source: boolean;
 }
 
 export function overflowParams(cfg: Config): OverflowParams {
@@ -181,15 +183,17 @@ function launcherTrace(cfg: Config): LauncherTrace | null {
   const timeout = findProgram('timeout');
   const euStack = findProgram('eu-stack');
   if (!env || !timeout || !euStack) return null;
-  return { env, timeout, euStack, seconds: Math.ceil(euStackBudgetMs(tool, cfg.backtrace.timeoutMs) / 1000) };
+  return { env, timeout, euStack, seconds: Math.ceil(euStackBudgetMs(tool, cfg.backtrace.timeoutMs) / 1000), source: cfg.backtrace.source };
 }
 
 /**
- * The launcher's trace(): eu-stack on a core the launcher read whole, in the background, so
- * that it runs while node starts; node waits for its exit status (handler/backtrace.ts
- * launcherRun). The same program, options, environment, time budget (timeout -s KILL) and
- * output cap (RLIMIT_FSIZE, SIGXFSZ ignored) as node's own run; the executable through the
- * fd the launcher opened. The status file appears whole (renamed) once eu-stack is done.
+ * The launcher's trace(): eu-stack's two runs on a core the launcher read whole (the module
+ * run in the background of the frame run), in the background, so that they run while node
+ * starts; node waits for the frame run's exit status (handler/backtrace.ts launcherRun). The
+ * same program, options, environment, time budget (timeout -s KILL) and output cap
+ * (RLIMIT_FSIZE, SIGXFSZ ignored) as node's own runs; the executable through the fd the
+ * launcher opened. `started` holds the mode (traceMode), for node to check against its config.
+ * The status file appears whole (renamed) once both are done.
  * Run with the entry as its working directory (release()), and every path relative to it:
  * the entry may be renamed while eu-stack runs (offered to the daemon, handoff()).
  */
@@ -201,12 +205,16 @@ function traceFunction(t: LauncherTrace): string[] {
     'trace() {',
     '  x=',
     `  [ -f "$d/exefd" ] && x=/proc/self/fd/${LAUNCHER_EXE_FD}`,
-    `  { : >${f.started}; } 2>/dev/null || return 0`,
+    `  { printf '%s\\n' ${traceMode(t.source)} >${f.started}; } 2>/dev/null || return 0`,
     '  (',
     "    trap '' XFSZ",
     `    ulimit -S -f ${Math.ceil(MAX_BACKTRACE_OUTPUT_BYTES / 512) + 16}`,
-    `    ${q(t.env)} -i PATH=${SEARCH_PATH.join(':')} LC_ALL=C HOME=/nonexistent ${q(t.timeout)} -s KILL ${t.seconds} ${q(t.euStack)} --core=core \${x:+-e "$x"} ${EU_STACK_FLAGS.join(' ')} </dev/null >${f.out} 2>${f.err}`,
-    `    printf '%s\\n' $? >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
+    `    eu() { ${q(t.env)} -i PATH=${SEARCH_PATH.join(':')} LC_ALL=C HOME=/nonexistent ${q(t.timeout)} -s KILL ${t.seconds} ${q(t.euStack)} --core=core \${x:+-e "$x"} "$@" </dev/null; }`,
+    `    eu ${EU_STACK_MODULE_FLAGS.join(' ')} >${f.modules} 2>/dev/null &`,
+    `    eu ${euStackFrameFlags(t.source).join(' ')} >${f.out} 2>${f.err}`,
+    '    s=$?',
+    '    wait',
+    `    printf '%s\\n' $s >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
     '  ) >/dev/null 2>&1 &',
     '}',
   ];

@@ -247,6 +247,7 @@ export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOpti
       prefixStatus,
       prefixMessage: prefixStatus === 0 ? null : ddMessage(readSmall(dir, 'dd') ?? ''),
       traceDir: existsSync(join(dir, LAUNCHER_TRACE.started)) ? dir : null,
+      traceMode: readSmall(dir, LAUNCHER_TRACE.started)?.trim() || null,
       pipeBytes: launcherNumber(readSmall(dir, LAUNCHER_PIPE_FILE)),
       zstdLevel: launcherNumber(readSmall(dir, LAUNCHER_ZSTD.started)),
       frozeEntry: opts.frozeEntry ?? (existsSync(join(dir, LAUNCHER_FROZE_FILE)) ? entry : null),

@@ -90,7 +90,12 @@ export function overflowDir(storeRoot: string): string {
 export const CODE_CACHE_STATE = Symbol.for('flightbox.handler.codeCache');
 
 /** The launcher's files for the eu-stack it started (handler/install.ts trace(), handler/backtrace.ts launcherRun). */
-export const LAUNCHER_TRACE = { started: 'bt', out: 'bt.out', err: 'bt.err', status: 'bt.status' } as const;
+export const LAUNCHER_TRACE = { started: 'bt', out: 'bt.out', modules: 'bt.mods', err: 'bt.err', status: 'bt.status' } as const;
+
+/** What the launcher's trace() writes into LAUNCHER_TRACE.started: eu-stack's frame run's mode (backtrace.source). */
+export function traceMode(source: boolean): string {
+  return source ? 'source' : 'symbols';
+}
 
 /**
  * The launcher's files for the zstd it started on a core it read whole (handler/install.ts

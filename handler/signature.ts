@@ -23,6 +23,14 @@ export interface Signature {
   hash: string;
 }
 
+/**
+ * A function name without its symbol version ("pthread_kill@@GLIBC_2.34", as a dynamic symbol
+ * table names it when no debug info is installed): the same function in every libc build.
+ */
+function bareName(fn: string): string {
+  return fn.replace(/@@?[A-Za-z_][\w.]*$/, '');
+}
+
 export function crashingThread(threads: readonly ThreadTrace[], tid: number | null): ThreadTrace | undefined {
   return threads.find((t) => t.tid === tid) ?? threads[0];
 }
@@ -35,10 +43,10 @@ export function crashSignature(exe: string | null, comm: string | null, signalNa
   let start = 0;
   for (let i = 0; i < Math.min(frames.length, NOISE_SCAN_FRAMES); i++) {
     const fn = frames[i]!.fn;
-    if (fn !== null && NOISE.has(fn.replace(/\(.*$/, ''))) start = i + 1;
+    if (fn !== null && NOISE.has(bareName(fn).replace(/\(.*$/, ''))) start = i + 1;
     else if (fn !== null) break;
   }
-  const fns = frames.slice(start, start + SIGNATURE_FRAMES).map((f) => f.fn ?? '??');
+  const fns = frames.slice(start, start + SIGNATURE_FRAMES).map((f) => (f.fn === null ? '??' : bareName(f.fn)));
   const text = `${name} ${signalName} ${fns.length ? fns.join('|') : '-'}`;
   return { text, hash: createHash('sha256').update(text).digest('hex').slice(0, 16) };
 }

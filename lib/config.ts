@@ -115,7 +115,7 @@ export interface Config {
     pipeBufferBytes: number | null;
   };
   capture: { environ: boolean; userAccess: boolean };
-  backtrace: { tool: BacktraceTool; timeoutMs: number };
+  backtrace: { tool: BacktraceTool; timeoutMs: number; source: boolean };
   install: { launcher: string | null; sysctlDropIn: string | null };
   daemon: { socket: string | null; snapshotDeadlineMs: number };
   recorders: {
@@ -205,7 +205,7 @@ export function defaultConfig(): Config {
       pipeBufferBytes: DEFAULT_CORE_PIPE_BYTES,
     },
     capture: { environ: true, userAccess: true },
-    backtrace: { tool: 'auto', timeoutMs: DEFAULT_BACKTRACE_TIMEOUT_MS },
+    backtrace: { tool: 'auto', timeoutMs: DEFAULT_BACKTRACE_TIMEOUT_MS, source: false },
     install: { launcher: null, sysctlDropIn: DEFAULT_SYSCTL_DROP_IN },
     daemon: { socket: null, snapshotDeadlineMs: DEFAULT_SNAPSHOT_DEADLINE_MS },
     recorders: {
@@ -412,6 +412,7 @@ const SCHEMA: Schema = {
   backtrace: {
     tool: oneOf(['auto', 'eu-stack', 'gdb', 'none'] as const, (c, v) => { c.backtrace.tool = v; }),
     timeout: duration((c, v) => { c.backtrace.timeoutMs = v; }),
+    source: bool((c, v) => { c.backtrace.source = v; }),
   },
   install: {
     launcher: nullableAbsPath((c, v) => { c.install.launcher = v; }),
@@ -695,6 +696,7 @@ export function defaultsYaml(): string {
     'backtrace:',
     `  tool: ${d.backtrace.tool}                     # auto (eu-stack, then gdb), eu-stack, gdb or none`,
     `  timeout: ${d.backtrace.timeoutMs / 1000}s                   # the stack-trace tool is killed after this`,
+    `  source: ${d.backtrace.source}                  # source lines and inlined frames from debug info (DWARF; eu-stack); slower: 60-100 ms a crash more with libc's debug info installed`,
     'install:',
     '  launcher: null                 # path of the core_pattern launcher; null = <store.root>/core-handler',
     `  sysctlDropIn: ${d.install.sysctlDropIn}   # null = do not persist across reboots`,

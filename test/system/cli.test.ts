@@ -504,7 +504,7 @@ describe('config', () => {
     expect(doc.core).toMatchObject({ maxSize: '2GiB', compress: 'zstd', level: 3, honourRlimit: true });
     expect(doc.capture).toEqual({ environ: true, userAccess: true });
     expect(doc.core).toMatchObject({ maxPerExePerHour: 5, maxConcurrent: 8 });
-    expect(doc.backtrace).toEqual({ tool: 'auto', timeout: '60s' });
+    expect(doc.backtrace).toEqual({ tool: 'auto', timeout: '60s', source: false });
     expect(doc.install).toMatchObject({ launcher: null });
     const f = join(work, 'defaults.yaml');
     writeFileSync(f, r.stdout);

@@ -57,8 +57,8 @@ describe('launcherRun: the eu-stack the launcher started, read as runTool return
   };
 
   it('a finished run: its output, stderr and exit status', async () => {
-    const r = await launcherRun(entry({ started: '', out: 'PID 1 - core\n', err: 'warn\n', status: '0\n' }), 5000);
-    expect(r).toEqual({ out: 'PID 1 - core\n', err: 'warn\n', status: 0, timedOut: false });
+    const r = await launcherRun(entry({ started: '', out: 'PID 1 - core\n', modules: 'PID 1 - core module memory map\n', err: 'warn\n', status: '0\n' }), 5000);
+    expect(r).toEqual({ out: 'PID 1 - core\n', modules: 'PID 1 - core module memory map\n', err: 'warn\n', status: 0, timedOut: false });
   });
 
   it('killed by timeout -s KILL (exit 137): timed out, as runTool says it', async () => {

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_FRAMES_PER_THREAD, parseEuStack, parseGdbBacktrace, type ThreadTrace } from '../../handler/backtrace.js';
+import { MAX_FRAMES_PER_THREAD, composeEuStack, parseEuStack, parseGdbBacktrace, takeBacktrace, type ThreadTrace } from '../../handler/backtrace.js';
 import { crashSignature, crashingThread } from '../../handler/signature.js';
 import {
   EU_STACK_ABORT,
@@ -203,6 +203,63 @@ describe('parseEuStack: threads and frames', () => {
 
 });
 
+describe('composeEuStack: the module run\'s table, then the frame run', () => {
+  const modulesRun = [
+    'PID 7 - core module memory map',
+    '0x0000555500000000-0x0000555500006000 prog',
+    '  [aaaa]',
+    '  /usr/bin/prog',
+    '  -',
+    '0x00007f0000000000-0x00007f00001e0000 libc.so.6',
+    '  [bbbb]',
+    '  /lib/x86_64-linux-gnu/libc.so.6',
+    '  -',
+    'PID 7 - core',
+    'TID 7:',
+    '#0  0x00007f0000001234',
+    '',
+  ].join('\n');
+  const framesRun = 'PID 7 - core\nTID 7:\n#0  0x00007f0000001234 pause - libc.so.6\n#1  0x0000555500001111 main - /usr/bin/prog\n';
+
+  it('keeps the table without its debug-file lines, drops the module run\'s own frames', () => {
+    const text = composeEuStack(modulesRun, framesRun);
+    expect(text).toBe([
+      'PID 7 - core module memory map',
+      '0x0000555500000000-0x0000555500006000 prog', '  [aaaa]', '  /usr/bin/prog',
+      '0x00007f0000000000-0x00007f00001e0000 libc.so.6', '  [bbbb]', '  /lib/x86_64-linux-gnu/libc.so.6',
+      framesRun,
+    ].join('\n'));
+  });
+
+  it('parses as one run; a frame naming the executable by its path is its module', () => {
+    const r = parseEuStack(composeEuStack(modulesRun, framesRun));
+    expect(r.ambiguous).toBeNull();
+    expect(r.modules.map((m) => [m.name, m.buildId, m.file])).toEqual([['prog', 'aaaa', '/usr/bin/prog'], ['libc.so.6', 'bbbb', '/lib/x86_64-linux-gnu/libc.so.6']]);
+    expect(r.threads[0]!.frames.map((f) => [f.fn, f.module])).toEqual([['pause', 'libc.so.6'], ['main', 'prog']]);
+  });
+
+  it('the executable by a path whose base name is in the table (no -e, no file found): its module', () => {
+    const noFile = modulesRun.replace('  /usr/bin/prog', '  -');
+    const r = parseEuStack(composeEuStack(noFile, `${framesRun}#2  0x0000555500001000 - /opt/x/prog\n#3  0x0000555500001001 a - b - /opt/x/prog\n`));
+    expect(r.ambiguous).toBeNull();
+    expect(r.threads[0]!.frames.map((f) => [f.fn, f.module])).toEqual([['pause', 'libc.so.6'], ['main', 'prog'], [null, 'prog'], ['a - b', 'prog']]);
+    // a path that does not end in a table name is no module
+    expect(parseEuStack(composeEuStack(noFile, 'PID 7 - core\nTID 7:\n#0  0x01 main - /usr/bin/prog2\n')).ambiguous).toMatch(/not in the module table/);
+  });
+
+  it('no table (the module run failed): the frames alone, which then cannot be trusted', () => {
+    expect(composeEuStack('', framesRun)).toBe(framesRun);
+    expect(parseEuStack(composeEuStack('', framesRun)).ambiguous).toMatch(/not in the module table/);
+  });
+
+  it('a table cut short by a line shaped like a process header keeps only what came before it', () => {
+    const forged = modulesRun.replace('0x00007f0000000000-0x00007f00001e0000 libc.so.6', 'PID 1 - core\nlibc.so.6');
+    const r = parseEuStack(composeEuStack(forged, framesRun));
+    expect(r.threads).toEqual([]);
+    expect(r.ambiguous).not.toBeNull();
+  });
+});
+
 describe('parseGdbBacktrace', () => {
   it('reads "Thread N (Thread 0x... (LWP n)):" headers and ignores the frame printed before them', () => {
     const threads = parseGdbBacktrace(GDB_CPP_THREADS);
@@ -342,7 +399,8 @@ describe('parsers and signature agree on the same crash', () => {
 const haveTools = ['gcc', 'gdb', 'eu-stack'].every((p) => spawnSync('sh', ['-c', `command -v ${p}`]).status === 0);
 
 describe.skipIf(!haveTools)('live: real eu-stack and gdb output from a fresh core', () => {
-  it('both parsers find the crashing frames of a freshly made core', () => {
+  /** A fresh core of a program built with -g, checked with both tools; null where ptrace is refused. Its directory is the caller's to remove. */
+  function liveCore(): string | null {
     const dir = mkdtempSync(join(tmpdir(), 'fbx-bt-'));
     try {
       const src = join(dir, 'live.c');
@@ -361,7 +419,10 @@ describe.skipIf(!haveTools)('live: real eu-stack and gdb output from a fresh cor
         encoding: 'utf8', timeout: 60_000, cwd: dir,
       });
       // ptrace not permitted here (e.g. a restricted container): nothing to check.
-      if (!existsSync(core) && /ptrace|not permitted/i.test(`${g.stdout}${g.stderr}`)) return;
+      if (!existsSync(core) && /ptrace|not permitted/i.test(`${g.stdout}${g.stderr}`)) {
+        rmSync(dir, { recursive: true, force: true });
+        return null;
+      }
       expect(existsSync(core), `gdb did not write a core: ${g.stdout}${g.stderr}`).toBe(true);
       const eu = spawnSync('eu-stack', [`--core=${core}`, '-e', exe, '-l', '-m', '-s', '-i', '-n', '64'], { encoding: 'utf8', timeout: 60_000 });
       const parsed = parseEuStack(eu.stdout);
@@ -384,8 +445,40 @@ describe.skipIf(!haveTools)('live: real eu-stack and gdb output from a fresh cor
       const b = crashSignature(exe, 'live', 'SIGSEGV', crashingThread(gthreads, null));
       expect(a.text).toBe('live SIGSEGV live_crash_here|live_caller|main');
       expect(b.hash).toBe(a.hash);
-    } finally {
+      return core;
+    } catch (e) {
       rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  it('both parsers find the crashing frames of a freshly made core', () => {
+    const core = liveCore();
+    if (core) rmSync(join(core, '..'), { recursive: true, force: true });
+  }, 120_000);
+
+  it('takeBacktrace: symbols by default (no DWARF read), source lines with backtrace.source, the same signature', async () => {
+    const core = liveCore();
+    if (!core) return;
+    const exe = join(core, '..', 'live');
+    try {
+      const plain = await takeBacktrace(core, exe, { tool: 'eu-stack', timeoutMs: 60_000 });
+      const source = await takeBacktrace(core, exe, { tool: 'eu-stack', timeoutMs: 60_000, source: true });
+      // Without -e (the daemon's and drainers' runs) eu-stack names the executable by its path.
+      const noExe = await takeBacktrace(core, null, { tool: 'eu-stack', timeoutMs: 60_000 });
+      for (const bt of [plain, source, noExe]) {
+        expect(bt.warnings).toEqual([]);
+        expect(bt.tool).toBe('eu-stack');
+        expect(fnsOf(bt.threads[0]).slice(0, 3)).toEqual(['live_crash_here', 'live_caller', 'main']);
+        expect(bt.threads[0]!.frames[0]!.module).toBe('live');
+        expect(bt.modules.find((m) => m.name === 'live')?.buildId).toMatch(/^[0-9a-f]{40}$/);
+        expect(bt.text).toMatch(/^PID \d+ - core module memory map\n/);
+        expect(crashSignature(exe, 'live', 'SIGSEGV', crashingThread(bt.threads, null)).text).toBe('live SIGSEGV live_crash_here|live_caller|main');
+      }
+      expect(plain.threads[0]!.frames.every((f) => f.source === null)).toBe(true);
+      expect(source.threads[0]!.frames[0]!.source).toMatch(/live\.c:2:\d+$/);
+    } finally {
+      rmSync(join(core, '..'), { recursive: true, force: true });
     }
   }, 120_000);
 });

@@ -652,6 +652,8 @@ describe.skipIf(!IS_ROOT || !HAS_EU_STACK)('the launcher hands a crash it read w
     // no daemon socket here: said so, nothing else lost
     expect(m!.warnings.join('\n')).toMatch(/no flight-recorder snapshot/);
     await waitFor('the entry to go', () => readdirSync(s.incoming).every((n) => n === HANDLERS_DIR || n === SPOOL_DAEMON_FILE) || undefined, 10_000);
+    // the worker removes the entry, then tells the daemon's thread: counted a moment later
+    await waitFor('the crash to be counted', () => taker.status().onHand === 0 || undefined, 10_000);
     expect(taker.status()).toMatchObject({ taking: true, taken: 1, failed: 0, onHand: 0 });
     expect(existsSync('/tmp/fbx-pwned')).toBe(false);
   });

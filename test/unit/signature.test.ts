@@ -28,6 +28,9 @@ describe('crashSignature: frames', () => {
     ['no frames', [], '-'],
     ['only noise', ['raise', 'abort'], '-'],
     ['noise with C++-style argument list', ['raise(int)', 'abort()', 'f(int)', 'g'], 'f(int)|g'],
+    ['versioned dynamic symbols (no libc debug info) are noise too, named without the version',
+      ['pthread_kill@@GLIBC_2.34', 'raise', 'abort', 'worker', 'start_thread@GLIBC_PRIVATE', '__libc_start_main@@GLIBC_2.34'], 'worker|start_thread|__libc_start_main'],
+    ['an @ inside a C++ name is not a version', ['operator@x(int)', 'main'], 'operator@x(int)|main'],
     ['C++ names are kept whole', ['int ns::Widget::spin<int>(int, std::string const&)', 'crash_here', 'worker', 'start_thread'], 'int ns::Widget::spin<int>(int, std::string const&)|crash_here|worker'],
   ])('%s', (_what, fns, expectedFrames) => {
     const s = crashSignature('/usr/bin/prog', 'prog', 'SIGSEGV', thread(1, ...fns));
