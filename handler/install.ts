@@ -114,8 +114,6 @@ export interface LauncherZstd {
   level: number;
   /** workers (-T): the CPUs at install */
   threads: number;
-  /** nice (absolute path), which runs zstd below eu-stack's priority; null: not found, zstd runs as is */
-  nice?: string | null;
 }
 
 /** perl (absolute path) sets the pipe's size (F_SETPIPE_SZ): no shell or coreutils program can. */
@@ -146,7 +144,7 @@ export function overflowParams(cfg: Config): OverflowParams {
 
 function launcherZstd(cfg: Config): LauncherZstd | null {
   const zstd = cfg.core.compress === 'zstd' ? findProgram('zstd') : null;
-  return zstd ? { zstd, level: cfg.core.level, threads: availableParallelism(), nice: findProgram('nice') } : null;
+  return zstd ? { zstd, level: cfg.core.level, threads: availableParallelism() } : null;
 }
 
 function launcherPipe(cfg: Config): LauncherPipe | null {
@@ -233,12 +231,13 @@ export const LAUNCHER_ROOM_BYTES = 4 * CORE_WHOLE_BYTES;
  * the core is compressed while node starts (node then copies the result into the bundle,
  * handler/capture.ts). One worker per CPU, as node runs it: a core of a few MiB is one job of
  * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last.
- * The core comes on stdin; `z` says at which level, for node to check against its config. The status
- * file appears whole (renamed) once zstd is done; anything but 0 and node compresses itself.
- * Like trace(), run in the entry, with paths relative to it. `squeeze nice` (a core that ended
- * within the first 8 MiB): niced, as the stack trace started just before on the same core is
- * then what the bundle waits for last on a small machine, and zstd's workers would take the
- * CPUs from it; a longer core's compression is what it waits for, and keeps its priority.
+ * Only with room for the compressed copy on tmpfs beside other crashes' parts (roomy, checked
+ * in the background too: its `stat` would hold up the handoff); else status 1 and node
+ * compresses. The core comes on stdin; `z` says at which level, for node to check against its
+ * config. The status file appears whole (renamed) once zstd is done; anything but 0 and node
+ * compresses itself. Like trace(), run in the entry, with paths relative to it. Started before
+ * trace(): with the stack trace from symbol tables (a few ms), the compression is what a
+ * bundle waits for last, and it keeps its priority.
  */
 function squeezeFunction(z: LauncherZstd): string[] {
   const f = LAUNCHER_ZSTD;
@@ -247,8 +246,9 @@ function squeezeFunction(z: LauncherZstd): string[] {
     'squeeze() {',
     `  { printf '%s\\n' ${z.level} >${f.started}; } 2>/dev/null || return 0`,
     '  (',
-    `    ${z.nice ? `\${1:+${shellQuote(z.nice)} -n 10} ` : ''}${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >${f.out} 2>${f.err}`,
-    `    printf '%s\\n' $? >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
+    '    s=1',
+    `    roomy ${LAUNCHER_ROOM_BYTES} && { ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >${f.out} 2>${f.err}; s=$?; }`,
+    `    printf '%s\\n' $s >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
     '  ) >/dev/null 2>&1 &',
     '}',
   ];
@@ -436,14 +436,13 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  set +f',
     '  [ $# = 3 ] && digits "$2" && digits "$3" && [ $(($2 * $3)) -ge "$1" ]',
     '}',
-    '# the core was read whole: the process goes, and its stack trace and compression start',
-    '# (the compressed copy only with room for it beside other crashes\' parts: else node compresses),',
+    '# the core was read whole: the process goes, and its compression and stack trace start,',
     '# in the entry: their paths must outlive its renaming (handoff)',
     'release() {',
     '  exec 0</dev/null',
     '  : >"$d/released"',
     '  rel=1',
-    `  cd "$d" || return 0${params.trace ? '\n  trace' : ''}${params.zstd ? `\n  roomy ${LAUNCHER_ROOM_BYTES} && squeeze $1` : ''}`,
+    `  cd "$d" || return 0${params.zstd ? '\n  squeeze' : ''}${params.trace ? '\n  trace' : ''}`,
     '  cd /',
     '}',
     ...(params.trace ? handoffFunction() : []),
@@ -471,7 +470,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '          read -r recs rest 2>/dev/null <"$d/dd"',
     '          [ "$rc" = 0 ] && case $recs in 1+*) ;; *) release ;; esac',
     '        fi ;;',
-    '      *) release nice ;;',
+    '      *) release ;;',
     '    esac',
     '  fi',
     ...(params.trace ? ['  [ -n "$rel" ] && handoff "$@"'] : []),
