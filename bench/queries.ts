@@ -35,7 +35,7 @@ const STEMS = ['nginx', 'postgres', 'worker', 'api', 'indexer', 'render', 'inges
 
 interface Exe { path: string; comm: string; signatures: { hash: string; text: string }[] }
 
-interface Dataset {
+export interface Dataset {
   root: string;
   configPath: string;
   events: number;
@@ -94,7 +94,7 @@ function signalFor(r: number): [number, string] {
 }
 
 /** A store with an index of `n` events over the last 90 days, inserted through IndexDb.insert. */
-function generate(dir: string, n: number, log: (m: string) => void): Dataset {
+export function generate(dir: string, n: number, log: (m: string) => void): Dataset {
   const t0 = performance.now();
   const root = join(dir, 'store');
   mkdirSync(dir, { recursive: true });

@@ -9,7 +9,7 @@
 //   5. recorder snapshot (by the daemon), stack trace and compression side by side, then
 //      manifest, atomic publication, index.
 // Whatever fails after step 3, the bundle is still published with a warning.
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, constants } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -252,6 +252,26 @@ const LAUNCHER_ZSTD_WAIT_MS = 10_000;
  * level is the config's, and the core was stored whole, as long as the launcher's copy.
  * Otherwise null, and node compresses the core itself.
  */
+/**
+ * The launcher's copy of a core it read whole, when its zstd output is to be what the bundle
+ * stores (zstd at the config's level, the core within the size limit): an fd of it and its
+ * size. null: the core is copied into the bundle as before (and compressed there, or not).
+ */
+function wholeInSpool(spooled: SpooledCrash | null, cfg: Config, limit: number | null): { fd: number; size: number } | null {
+  if (!spooled || spooled.releasedMs === null || spooled.prefixStatus !== 0) return null;
+  if (cfg.core.compress !== 'zstd' || spooled.zstdLevel !== cfg.core.level) return null;
+  let fd: number;
+  try {
+    fd = openSync(spooled.corePrefix, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return null;
+  }
+  const st = fstatSync(fd);
+  if (st.isFile() && st.size > 0 && (limit === null || st.size <= limit)) return { fd, size: st.size };
+  closeSync(fd);
+  return null;
+}
+
 async function launcherZstdOutput(spooled: SpooledCrash | null, core: CoreInfo, level: number): Promise<Buffer | null> {
   if (!spooled || spooled.zstdLevel !== level || spooled.releasedMs === null || spooled.prefixStatus !== 0 || core.truncated) return null;
   const dir = dirname(spooled.corePrefix);
@@ -330,6 +350,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     reason: null, limitBytes: limit, sparseBytes: 0, elf: false,
   };
   let rawFd: number | null = null;
+  // Where the raw core is read from: the bundle's own copy, or the launcher's (wholeInSpool).
+  let rawPath = join(staging, 'core');
+  let rawInSpool = false;
   let nativeBytes = 0;
   // A storm: beyond core.maxConcurrent handlers storing a core, record this crash without
   // its core. Closing the pipe at once releases the process without reading its memory.
@@ -354,7 +377,15 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       : 'core.maxSize is 0: the core was not stored');
   } else {
     const progress = { size: 0 };
-    try {
+    const whole = wholeInSpool(spooled, cfg, limit);
+    if (whole !== null) {
+      // The launcher's copy is read where it is (it stays until the bundle is made), and its
+      // zstd output is what is stored: no second copy of the raw core on the store's disk.
+      rawFd = whole.fd;
+      rawPath = spooled!.corePrefix;
+      rawInSpool = true;
+      core.size = whole.size;
+    } else try {
       rawFd = createExclusive(staging, 'core', 0o600, { readable: true });
       // What the launcher read of the core comes first, then what is left in the pipe.
       const prefixBroken = spooled !== null && spooled.prefixStatus !== 0 && existsSync(spooled.corePrefix);
@@ -498,7 +529,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       const { takeBacktrace } = await import('./backtrace.js');
       // Not the process's own (the daemon, a drainer): no fd of its executable, and its path is
       // not opened either (in a container it names another file here): the core's notes only.
-      const bt = await takeBacktrace(join(staging, 'core'), stdinFd === null ? null : proc.meta.exe, {
+      const bt = await takeBacktrace(rawPath, stdinFd === null ? null : proc.meta.exe, {
         tool: cfg.backtrace.tool, timeoutMs: cfg.backtrace.timeoutMs, exeFd: proc.exeFd, maxThreads: proc.meta.threads, launcherDir, source: cfg.backtrace.source,
       });
       backtraceWarnings.push(...bt.warnings);
@@ -533,7 +564,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
           core.compression = 'zstd';
           timings.compressByLauncher = 1;
         } else {
-          const inFd = openSync(join(staging, 'core'), constants.O_RDONLY | constants.O_NOFOLLOW);
+          const inFd = openSync(rawPath, constants.O_RDONLY | constants.O_NOFOLLOW);
           try {
             outFd = createExclusive(staging, name, 0o600);
             let restarted = false;
@@ -568,6 +599,16 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
         warnings.push(`Failed to compress the core, keeping it uncompressed: ${messageOf(err)}`);
         try { unlinkSync(join(staging, name)); } catch { /* never created */ }
         Object.assign(core, { stored: true, file: CORE_FILE_NAMES.none, compression: 'none', storedSize: core.size - core.sparseBytes });
+        if (rawInSpool) {
+          // The raw core is still the launcher's: the bundle needs its own copy of it.
+          try {
+            copyFileSync(rawPath, join(staging, CORE_FILE_NAMES.none), constants.COPYFILE_EXCL);
+            rawInSpool = false;
+          } catch (copyErr) {
+            warnings.push(`Failed to store the uncompressed core either: ${messageOf(copyErr)}`);
+            Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0 });
+          }
+        }
       } finally {
         if (outFd !== null) closeSync(outFd);
       }
@@ -599,7 +640,10 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
 
   if (rawFd !== null) {
     closeSync(rawFd);
-    if (rateLimited) {
+    if (rawInSpool) {
+      // nothing of the raw core in the bundle to remove; the launcher's entry goes once the bundle is made
+      if (rateLimited) Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0, reason: 'rate-limit' });
+    } else if (rateLimited) {
       unlinkSync(join(staging, 'core'));
       Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0, reason: 'rate-limit' });
     } else if (diskFull) {

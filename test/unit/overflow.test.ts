@@ -291,6 +291,33 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(entries(s.incoming)).toEqual([]);
   });
 
+  it('a core read whole, rate-limited: not kept, the launcher\'s copy left alone until the bundle is made', async () => {
+    const s = setUp('', { cap: null });
+    writeFileSync(s.configPath, readFileSync(s.configPath, 'utf8').replace('maxPerExePerHour: null', 'maxPerExePerHour: 0'));
+    const t = await target();
+    expect(launch(s, t.pid!, { core: Buffer.from('a rate-limited core '.repeat(50_000)) }).status).toBe(0);
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.handler.launcher).toBe('released');
+    expect(m!.core).toMatchObject({ stored: false, file: null, reason: 'rate-limit' });
+    expect(m!.files.map((f) => f.path).filter((p) => p.startsWith('core'))).toEqual([]);
+    expect(m!.warnings.join('\n')).toMatch(/core\.maxPerExePerHour is 0/);
+    expect(m!.warnings.join('\n')).not.toMatch(/Failed/);
+    expect(entries(s.incoming)).toEqual([]);
+  });
+
+  it('a core read whole but longer than core.maxSize: cut there by node, not the launcher\'s output of the whole', async () => {
+    const s = setUp('  maxSize: 1MiB\n', { cap: null });
+    const t = await target();
+    const core = randomBytes(3 * 1024 * 1024);
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(m.handler.launcher).toBe('released');
+    expect(m.timings.compressByLauncher).toBeUndefined();
+    expect(m.core).toMatchObject({ stored: true, truncated: true, size: 1024 * 1024, reason: 'maxSize' });
+    expect(bytes.equals(core.subarray(0, 1024 * 1024))).toBe(true);
+    expectListedHash(s, m);
+  });
+
   it('the config now asks for another level than the launcher\'s: node compresses the core itself', async () => {
     // the launcher was written for level 3 (the default); the config file says 9
     const s = setUp('  level: 9\n', { cap: null });
