@@ -9,7 +9,7 @@
 //   5. recorder snapshot (by the daemon), stack trace and compression side by side, then
 //      manifest, atomic publication, index.
 // Whatever fails after step 3, the bundle is still published with a warning.
-import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, constants } from 'node:fs';
+import { closeSync, copyFileSync, fchmodSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -31,7 +31,7 @@ import type { Backtrace } from './backtrace.js';
 import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { NATIVE_COPY_AFTER_BYTES, streamCore } from './core-writer.js';
 import { readProcState, readProcStateFrom, type ProcSource } from './proc-reader.js';
-import { CODE_CACHE_STATE, LAUNCHER_ZSTD, overflowDir, traceMode } from './run-dir.js';
+import { CODE_CACHE_STATE, LAUNCHER_ZSTD, launcherZstdFile, overflowDir, traceMode } from './run-dir.js';
 import { launcherStatus } from './launcher-status.js';
 
 // Only what the hold path needs is imported statically: every module loaded before the core
@@ -157,6 +157,8 @@ export interface SpooledCrash {
   pipeBytes: number | null;
   /** the level the launcher's zstd compresses the core it read whole at (handler/install.ts squeeze()); null: none started */
   zstdLevel: number | null;
+  /** the launcher's entry's name (before any offer or claim): names its zstd's output (launcherZstdFile) */
+  entry: string;
   /** the entry's name, when the launcher sent its line on the daemon's freeze FIFO (handler/install.ts freeze()); null: it did not */
   frozeEntry: string | null;
 }
@@ -246,13 +248,6 @@ function codeCacheState(): { codeCache?: CodeCacheState } {
 const LAUNCHER_ZSTD_WAIT_MS = 10_000;
 
 /**
- * What the zstd the launcher started on the core it read whole (handler/install.ts squeeze())
- * wrote, when that is this crash's stored core compressed as the config asks: the launcher
- * released the process (the core ended within its copy), its dd and its zstd exited 0, the
- * level is the config's, and the core was stored whole, as long as the launcher's copy.
- * Otherwise null, and node compresses the core itself.
- */
-/**
  * The launcher's copy of a core it read whole, when its zstd output is to be what the bundle
  * stores (zstd at the config's level, the core within the size limit): an fd of it and its
  * size. null: the core is copied into the bundle as before (and compressed there, or not).
@@ -272,16 +267,43 @@ function wholeInSpool(spooled: SpooledCrash | null, cfg: Config, limit: number |
   return null;
 }
 
-async function launcherZstdOutput(spooled: SpooledCrash | null, core: CoreInfo, level: number): Promise<Buffer | null> {
-  if (!spooled || spooled.zstdLevel !== level || spooled.releasedMs === null || spooled.prefixStatus !== 0 || core.truncated) return null;
+/**
+ * What the zstd the launcher started on the core it read whole (handler/install.ts squeeze())
+ * wrote, when that is this crash's stored core compressed as the config asks: the launcher
+ * released the process (the core ended within its copy), its dd and its zstd exited 0, the
+ * level is the config's, and the core was stored whole, as long as the launcher's copy.
+ * Then the file is made the bundle's `name` (a link: it is on the store's filesystem, beside
+ * staging), synced, with its sha256 (read back in pieces: no copy of it in memory) and size.
+ * Otherwise null, and node compresses the core itself.
+ */
+async function takeLauncherZstd(spooled: SpooledCrash | null, core: CoreInfo, cfg: Config, staging: string, name: string): Promise<KnownHash | null> {
+  if (!spooled || spooled.zstdLevel !== cfg.core.level || spooled.releasedMs === null || spooled.prefixStatus !== 0 || core.truncated) return null;
   const dir = dirname(spooled.corePrefix);
+  const file = launcherZstdFile(cfg.store.root, spooled.entry);
+  let fd: number | null = null;
   try {
     if (statSync(spooled.corePrefix).size !== core.size) return null;
     if (await launcherStatus(join(dir, LAUNCHER_ZSTD.status), Date.now() + LAUNCHER_ZSTD_WAIT_MS) !== 0) return null;
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const st = fstatSync(fd);
     // zstd's bound on what it writes for this much input, and a little
-    return readNoFollow(join(dir, LAUNCHER_ZSTD.out), core.size + (core.size >> 7) + 65536);
+    if (!st.isFile() || st.nlink !== 1 || st.size > core.size + (core.size >> 7) + 65536) return null;
+    const hash = builtin('node:crypto').createHash('sha256');
+    const buf = Buffer.allocUnsafe(Math.min(st.size, 1 << 20) || 1);
+    for (let off = 0; off < st.size;) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, st.size - off), off);
+      if (n === 0) return null; // shorter than it said: not to be trusted
+      hash.update(buf.subarray(0, n));
+      off += n;
+    }
+    fchmodSync(fd, 0o600);
+    fsyncSync(fd);
+    linkSync(file, join(staging, name));
+    return { sha256: hash.digest('hex'), bytes: st.size };
   } catch {
-    return null; // gone, or longer than zstd could have written: not to be trusted
+    return null; // gone, or not as zstd leaves it: node compresses
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
 }
 
@@ -554,13 +576,10 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       let outFd: number | null = null;
       let name: string = CORE_FILE_NAMES[cfg.core.compress];
       try {
-        const squeezed = cfg.core.compress === 'zstd' ? await launcherZstdOutput(spooled, core, cfg.core.level) : null;
+        const squeezed = cfg.core.compress === 'zstd' ? await takeLauncherZstd(spooled, core, cfg, staging, name) : null;
         if (squeezed) {
-          outFd = createExclusive(staging, name, 0o600);
-          writeFully(outFd, squeezed);
-          fsyncSync(outFd);
-          knownHashes.set(name, { sha256: builtin('node:crypto').createHash('sha256').update(squeezed).digest('hex'), bytes: squeezed.length });
-          core.storedSize = squeezed.length;
+          knownHashes.set(name, squeezed);
+          core.storedSize = squeezed.bytes;
           core.compression = 'zstd';
           timings.compressByLauncher = 1;
         } else {
@@ -614,6 +633,14 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       }
     }
     timings.compressMs = now() - tc;
+  }
+  // The launcher's zstd output, taken into the bundle (a link) or not: its name beside staging goes.
+  if (spooled?.zstdLevel !== null && spooled?.zstdLevel !== undefined) {
+    try {
+      unlinkSync(launcherZstdFile(cfg.store.root, spooled.entry));
+    } catch {
+      // never written, or already gone
+    }
   }
 
   // The index is opened (SQLite's addon loaded, the schema checked: ~10 ms) while the stack

@@ -21,7 +21,7 @@ import { formatSize } from '../lib/units.js';
 import { EU_STACK_MODULE_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs, euStackFrameFlags } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, overflowDir, spoolCrashes, traceMode } from './run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, launcherZstdFile, overflowDir, spoolCrashes, traceMode } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -219,35 +219,43 @@ function traceFunction(t: LauncherTrace): string[] {
 }
 
 /**
- * Free space the launcher wants on its tmpfs before it reads a core on past its first part,
- * or writes a compressed copy of one: the rest of the core and that copy (at most
- * CORE_WHOLE_BYTES each), and as much again for other crashes being captured. A dd that
- * fills tmpfs loses what it read from the pipe; below this node reads the rest and compresses.
+ * Free space the launcher wants on its tmpfs before it reads a core on past its first part:
+ * the rest of the core (at most CORE_WHOLE_BYTES), and as much again for other crashes being
+ * captured, twice over. A dd that fills tmpfs loses what it read from the pipe; below this
+ * node reads the rest. (The compressed copy goes to the store's disk: launcherZstdFile.)
  */
 export const LAUNCHER_ROOM_BYTES = 4 * CORE_WHOLE_BYTES;
 
 /**
  * The launcher's squeeze(): zstd on a core the launcher read whole, in the background, so that
- * the core is compressed while node starts (node then copies the result into the bundle,
+ * the core is compressed while node starts (node then takes the result into the bundle,
  * handler/capture.ts). One worker per CPU, as node runs it: a core of a few MiB is one job of
  * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last.
- * Only with room for the compressed copy on tmpfs beside other crashes' parts (roomy, checked
- * in the background too: its `stat` would hold up the handoff); else status 1 and node
- * compresses. The core comes on stdin; `z` says at which level, for node to check against its
- * config. The status file appears whole (renamed) once zstd is done; anything but 0 and node
- * compresses itself. Like trace(), run in the entry, with paths relative to it. Started before
- * trace(): with the stack trace from symbol tables (a few ms), the compression is what a
- * bundle waits for last, and it keeps its priority.
+ * Its output goes beside the store's staging directories (launcherZstdFile: on the store's
+ * filesystem, root's alone), so that the bundle links it instead of copying it; a full disk
+ * fails zstd, and node compresses. The core comes on stdin; `z` says at which level, for node
+ * to check against its config. The status file appears whole (renamed) once zstd is done;
+ * anything but 0 and node compresses itself. Like trace(), run in the entry, with paths
+ * relative to it (the output's path is made from the entry's name before it can change).
+ * Started before trace(): with the stack trace from symbol tables (a few ms), the compression
+ * is what a bundle waits for last, and it keeps its priority.
  */
-function squeezeFunction(z: LauncherZstd): string[] {
+function squeezeFunction(z: LauncherZstd, storeRoot: string): string[] {
   const f = LAUNCHER_ZSTD;
   return [
     '# the core read whole, compressed while node starts (handler/capture.ts)',
     'squeeze() {',
     `  { printf '%s\\n' ${z.level} >${f.started}; } 2>/dev/null || return 0`,
+    `  zo=${shellQuote(launcherZstdFile(storeRoot, ''))}"\${d##*/}"`,
     '  (',
     '    s=1',
-    `    roomy ${LAUNCHER_ROOM_BYTES} && { ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >${f.out} 2>${f.err}; s=$?; }`,
+    '    # only into the store\'s own staging directory (root\'s, no link, nor the store\'s root),',
+    '    # and only as a new file (noclobber): never through a link planted there',
+    `    if ${[storeRoot, dirname(launcherZstdFile(storeRoot, ''))].map((p) => `[ -d ${shellQuote(p)} ] && [ ! -L ${shellQuote(p)} ] && [ -O ${shellQuote(p)} ]`).join(' && ')}; then`,
+    '      set -C',
+    `      ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >"$zo" 2>${f.err}`,
+    '      s=$?',
+    '    fi',
     `    printf '%s\\n' $s >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,
     '  ) >/dev/null 2>&1 &',
     '}',
@@ -414,7 +422,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '}',
     ...(params.trace ? traceFunction(params.trace) : []),
     ...(params.pipe ? pipeFunction(params.pipe) : []),
-    ...(params.zstd ? squeezeFunction(params.zstd) : []),
+    ...(params.zstd ? squeezeFunction(params.zstd, params.storeRoot) : []),
     '# the daemon\'s recorders frozen for this crash: one line on its FIFO once the core (or its',
     '# first part) is read, never waiting (daemon/freeze-fifo.ts); `frozen` tells node it went',
     `fifo=${shellQuote(params.freezeFifo)}`,

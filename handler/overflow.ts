@@ -250,6 +250,7 @@ export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOpti
       traceMode: readSmall(dir, LAUNCHER_TRACE.started)?.trim() || null,
       pipeBytes: launcherNumber(readSmall(dir, LAUNCHER_PIPE_FILE)),
       zstdLevel: launcherNumber(readSmall(dir, LAUNCHER_ZSTD.started)),
+      entry,
       frozeEntry: opts.frozeEntry ?? (existsSync(join(dir, LAUNCHER_FROZE_FILE)) ? entry : null),
     },
   };

@@ -101,7 +101,18 @@ export function traceMode(source: boolean): string {
  * The launcher's files for the zstd it started on a core it read whole (handler/install.ts
  * squeeze(), handler/capture.ts): `started` holds the level it compresses at.
  */
-export const LAUNCHER_ZSTD = { started: 'z', out: 'z.out', err: 'z.err', status: 'z.status' } as const;
+export const LAUNCHER_ZSTD = { started: 'z', err: 'z.err', status: 'z.status' } as const;
+
+/**
+ * Where that zstd writes: beside the store's staging directories (store/store.ts STAGING_DIR),
+ * on the store's own filesystem, so that the bundle takes the file by a link instead of
+ * reading it from tmpfs and writing it again. Named after the launcher's entry (its name
+ * before any offer or claim); a file nobody took is staging debris, swept as such.
+ */
+export function launcherZstdFile(storeRoot: string, entry: string): string {
+  return `${storeRoot}/staging/${LAUNCHER_ZSTD_FILE_PREFIX}${entry}`;
+}
+export const LAUNCHER_ZSTD_FILE_PREFIX = '.z-';
 
 /** The launcher's mark that it sent its crash's line on the daemon's freeze FIFO (handler/install.ts freeze()). */
 export const LAUNCHER_FROZE_FILE = 'frozen';

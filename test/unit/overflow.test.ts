@@ -268,6 +268,11 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     });
   }
 
+  /** What is left in the store's staging directory (the launcher's zstd output included). */
+  function stagingLeft(s: Setup): string[] {
+    return readdirSync(join(s.cfg.store.root, 'staging'));
+  }
+
   /** The stored core.zst's sha256 is the one its manifest lists. */
   function expectListedHash(s: Setup, m: Manifest): void {
     const day = `${m.id.slice(0, 4)}-${m.id.slice(4, 6)}-${m.id.slice(6, 8)}`;
@@ -289,6 +294,12 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(bytes.equals(core)).toBe(true);
     expectListedHash(s, m);
     expect(entries(s.incoming)).toEqual([]);
+    // zstd wrote beside staging, on the store's disk; the bundle took the file by a link
+    expect(stagingLeft(s)).toEqual([]);
+    const day = `${m.id.slice(0, 4)}-${m.id.slice(4, 6)}-${m.id.slice(6, 8)}`;
+    const st = statSync(join(s.cfg.store.root, 'bundles', day, m.id, 'core.zst'));
+    expect(st.nlink).toBe(1);
+    expect(st.mode & 0o777).toBe(0o600);
   });
 
   it('a core read whole, rate-limited: not kept, the launcher\'s copy left alone until the bundle is made', async () => {
@@ -336,6 +347,7 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     const m = await compressedByNode(s, core);
     expect(m.core).toMatchObject({ stored: true, compression: 'zstd', size: core.length });
     expectListedHash(s, m);
+    expect(stagingLeft(s)).toEqual([]); // its half frame removed
     expect(m.warnings.filter((w) => /compress|zstd|core/i.test(w) && !/not an ELF core/.test(w))).toEqual([]);
   });
 
@@ -425,10 +437,16 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(m.timings.compressByLauncher).toBeUndefined();
     });
 
-    it('a core read whole with little room left: no compressed copy on tmpfs, node compresses it', async () => {
+    it('a core read whole with little room left on tmpfs: its compressed copy goes to the store\'s disk all the same', async () => {
       const s = setUp('', { cap: null });
       tinySpool(s, '12m');
-      await compressedByNode(s, Buffer.from('a small core of text '.repeat(100_000)));
+      const t = await target();
+      const core = Buffer.from('a small core of text '.repeat(100_000));
+      expect(launch(s, t.pid!, { core }).status).toBe(0);
+      const { m, bytes } = storedCore(s);
+      expect(m.timings.compressByLauncher).toBe(1);
+      expect(bytes.equals(core)).toBe(true);
+      expect(stagingLeft(s)).toEqual([]);
     });
 
     it('nothing fits at all: the launcher steps aside and node reads /proc and the core itself', async () => {
