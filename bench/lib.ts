@@ -1,7 +1,8 @@
 // Shared pieces of `npm run bench`: every section returns rows; run.ts prints one table
 // and writes bench/results.json. Benchmarks measure and print; they assert nothing.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { overflowDir } from '../handler/run-dir.js';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -132,6 +133,9 @@ export function makeBenchStore(dir: string, opts: { core?: string; extra?: strin
   const root = join(dir, 'store');
   const configPath = join(dir, 'flightbox.yaml');
   writeFileSync(configPath, `store:\n  root: ${root}\ncore:\n  maxPerExePerHour: null\n${opts.core ?? ''}install:\n  sysctlDropIn: null\n${opts.extra ?? ''}`);
+  // The launcher's directory on tmpfs is named after the store, outside the work directory:
+  // removed with the section's other leftovers.
+  registerCleanup(() => rmSync(overflowDir(root), { recursive: true, force: true }));
   return { dir, root, configPath };
 }
 
