@@ -501,7 +501,12 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
         return undefined;
       }
       if (typeof r.frozenAt === 'number') timings.freezeMs = r.frozenAt - t0;
-      if (r.early === false) {
+      // This crash's own freeze comes after its capture began (the launcher's line, or this
+      // request): an earlier one means the recorders were already frozen, for an earlier crash
+      // or a snapshot, and this crash joined that freeze.
+      if (typeof r.frozenAt === 'number' && r.frozenAt < t0) {
+        recorderWarnings.push(`the recorders were already frozen ${Math.round(t0 - r.frozenAt)} ms before this crash began (for an earlier crash or snapshot): their history ends there and misses this crash's last moments`);
+      } else if (r.early === false) {
         recorderWarnings.push(`the recorders were frozen only after the core was read (${earlyFreezeError ?? 'the daemon had not read the freeze request'}): their history may miss the last moments before the crash`);
       }
       const list = (r.recorders as RecorderSummary[] | undefined) ?? [];

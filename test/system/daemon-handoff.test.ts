@@ -16,6 +16,7 @@ import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, rea
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { overflowDir } from '../../handler/run-dir.js';
+import { controlRequest } from '../../lib/control-client.js';
 import { IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
 import { noSysctlDropIn, startDaemon, stopDaemon, waitRunning, type DaemonProc } from './daemon-proc.js';
 import { crash, restoreKernelState, saveKernelState, type Crash, type KernelState } from './kernel.js';
@@ -228,6 +229,26 @@ describe.skipIf(!IS_ROOT)('crashes the launcher reads whole are handed to the ru
     expect(taker.taken).toBeGreaterThanOrEqual(1);
     const st = runCli([...cfg(), 'status']);
     expect(st.stdout).toMatch(/^ {2}crashes {2}recorded here when the launcher reads the whole core: [1-9]\d* so far/m);
+  });
+
+  // A crash that comes while the recorders are frozen for something else (an earlier crash
+  // still being recorded, a snapshot) joins that freeze: its snapshot ends there, and says so.
+  it('a crash while the recorders are already frozen: the snapshot is that freeze\'s, and the bundle says it misses the crash\'s last moments', async () => {
+    setUp();
+    await runDaemon();
+    const sock = join(store.root, 'daemon.sock');
+    expect(await controlRequest(sock, { op: 'freeze', reason: 'held by the test' }, 5000)).toMatchObject({ ok: true });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const c = await crash(bin);
+      const m = await bundleOf(c.pid);
+      expect(m.handler.daemon).toBe(true);
+      expect(m.timings.freezeMs).toBeLessThan(-250);
+      expect(m.warnings).toEqual([expect.stringMatching(/^the recorders were already frozen \d+ ms before this crash began \(for an earlier crash or snapshot\): their history ends there/)]);
+      expect(m.recorders?.find((r) => r.name === 'metrics')?.ok).toBe(true);
+    } finally {
+      await controlRequest(sock, { op: 'thaw' }, 5000);
+    }
   });
 
   // The daemon's index connections (its own and its crash worker's, one process) must keep
