@@ -126,22 +126,17 @@ function splitFrameRest(rest: string, modules: readonly ModuleInfo[]): { fn: str
   const r = rest.trimEnd();
   // eu-stack names a symbol only inside a module: an address outside them all has neither.
   if (r === '' || r === '??') return { fn: null, module: null };
+  // The path eu-stack may print for the executable: after the last " - /" (or a leading "- /").
+  const at = r.lastIndexOf(' - /');
+  const path = at >= 0 ? r.slice(at + 3) : r.startsWith('- /') ? r.slice(2) : null;
   let best: { shown: string; name: string } | null = null;
-  const consider = (shown: string, name: string): void => {
-    if (best === null || shown.length > best.shown.length) best = { shown, name };
-  };
   for (const m of modules) {
-    if (r === `- ${m.name}` || r.endsWith(` - ${m.name}`)) consider(m.name, m.name);
-    if (r.endsWith(`/${m.name}`)) {
-      const at = r.lastIndexOf(' - /');
-      const shown = at >= 0 ? r.slice(at + 3) : r.startsWith('- /') ? r.slice(2) : null;
-      if (shown !== null && shown.endsWith(`/${m.name}`)) consider(shown, m.name);
-    }
+    const shown = r === `- ${m.name}` || r.endsWith(` - ${m.name}`) ? m.name : path?.endsWith(`/${m.name}`) ? path : null;
+    if (shown !== null && (best === null || shown.length > best.shown.length)) best = { shown, name: m.name };
   }
   if (best === null) return null;
-  const { shown, name } = best as { shown: string; name: string };
-  const fn = r.slice(0, r.length - shown.length - 2).trim();
-  return { fn: fn === '' || fn === '-' ? null : fn, module: name };
+  const fn = r.slice(0, r.length - best.shown.length - 2).trim();
+  return { fn: fn === '' || fn === '-' ? null : fn, module: best.name };
 }
 
 /**

@@ -248,13 +248,21 @@ function codeCacheState(): { codeCache?: CodeCacheState } {
 const LAUNCHER_ZSTD_WAIT_MS = 10_000;
 
 /**
+ * Whether the launcher read this core whole and started zstd on it as the config asks: its dd
+ * exited 0, it released the process, and its level is the config's zstd level.
+ */
+function squeezedByLauncher(spooled: SpooledCrash | null, cfg: Config): spooled is SpooledCrash {
+  return spooled !== null && spooled.releasedMs !== null && spooled.prefixStatus === 0 &&
+    cfg.core.compress === 'zstd' && spooled.zstdLevel === cfg.core.level;
+}
+
+/**
  * The launcher's copy of a core it read whole, when its zstd output is to be what the bundle
- * stores (zstd at the config's level, the core within the size limit): an fd of it and its
- * size. null: the core is copied into the bundle as before (and compressed there, or not).
+ * stores (squeezedByLauncher, the core within the size limit): an fd of it and its size.
+ * null: the core is copied into the bundle as before (and compressed there, or not).
  */
 function wholeInSpool(spooled: SpooledCrash | null, cfg: Config, limit: number | null): { fd: number; size: number } | null {
-  if (!spooled || spooled.releasedMs === null || spooled.prefixStatus !== 0) return null;
-  if (cfg.core.compress !== 'zstd' || spooled.zstdLevel !== cfg.core.level) return null;
+  if (!squeezedByLauncher(spooled, cfg)) return null;
   let fd: number;
   try {
     fd = openSync(spooled.corePrefix, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -277,7 +285,7 @@ function wholeInSpool(spooled: SpooledCrash | null, cfg: Config, limit: number |
  * Otherwise null, and node compresses the core itself.
  */
 async function takeLauncherZstd(spooled: SpooledCrash | null, core: CoreInfo, cfg: Config, staging: string, name: string): Promise<KnownHash | null> {
-  if (!spooled || spooled.zstdLevel !== cfg.core.level || spooled.releasedMs === null || spooled.prefixStatus !== 0 || core.truncated) return null;
+  if (!squeezedByLauncher(spooled, cfg) || core.truncated) return null;
   const dir = dirname(spooled.corePrefix);
   const file = launcherZstdFile(cfg.store.root, spooled.entry);
   let fd: number | null = null;
@@ -581,7 +589,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
       let outFd: number | null = null;
       let name: string = CORE_FILE_NAMES[cfg.core.compress];
       try {
-        const squeezed = cfg.core.compress === 'zstd' ? await takeLauncherZstd(spooled, core, cfg, staging, name) : null;
+        const squeezed = await takeLauncherZstd(spooled, core, cfg, staging, name);
         if (squeezed) {
           knownHashes.set(name, squeezed);
           core.storedSize = squeezed.bytes;
@@ -640,7 +648,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     timings.compressMs = now() - tc;
   }
   // The launcher's zstd output, taken into the bundle (a link) or not: its name beside staging goes.
-  if (spooled?.zstdLevel !== null && spooled?.zstdLevel !== undefined) {
+  if (spooled !== null && spooled.zstdLevel !== null) {
     try {
       unlinkSync(launcherZstdFile(cfg.store.root, spooled.entry));
     } catch {
@@ -672,19 +680,15 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
 
   if (rawFd !== null) {
     closeSync(rawFd);
-    if (rawInSpool) {
-      // nothing of the raw core in the bundle to remove; the launcher's entry goes once the bundle is made
-      if (rateLimited) Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0, reason: 'rate-limit' });
-    } else if (rateLimited) {
-      unlinkSync(join(staging, 'core'));
+    // The bundle's own raw copy goes unless it is the core stored. (A raw core read where the
+    // launcher put it has none: the launcher's entry goes once the bundle is made.)
+    if (!rawInSpool && (rateLimited || diskFull || core.size === 0 || compressedFromRaw)) unlinkSync(join(staging, 'core'));
+    if (rateLimited) {
       Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0, reason: 'rate-limit' });
     } else if (diskFull) {
-      unlinkSync(join(staging, 'core'));
       Object.assign(core, { stored: false, file: null, compression: null, storedSize: 0 });
       warnings.push('the store is full: the partial core was deleted so that the metadata and stack trace could be kept');
       saveBacktrace();
-    } else if (core.size === 0 || compressedFromRaw) {
-      unlinkSync(join(staging, 'core'));
     }
   }
   if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotToMs = now() - t0;

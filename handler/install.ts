@@ -21,7 +21,7 @@ import { formatSize } from '../lib/units.js';
 import { EU_STACK_MODULE_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs, euStackFrameFlags } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, launcherZstdFile, overflowDir, spoolCrashes, traceMode } from './run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, launcherZstdDir, launcherZstdFile, overflowDir, spoolCrashes, traceMode } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -251,7 +251,7 @@ function squeezeFunction(z: LauncherZstd, storeRoot: string): string[] {
     '    s=1',
     '    # only into the store\'s own staging directory (root\'s, no link, nor the store\'s root),',
     '    # and only as a new file (noclobber): never through a link planted there',
-    `    if ${[storeRoot, dirname(launcherZstdFile(storeRoot, ''))].map((p) => `[ -d ${shellQuote(p)} ] && [ ! -L ${shellQuote(p)} ] && [ -O ${shellQuote(p)} ]`).join(' && ')}; then`,
+    `    if ${[storeRoot, launcherZstdDir(storeRoot)].map((p) => `[ -d ${shellQuote(p)} ] && [ ! -L ${shellQuote(p)} ] && [ -O ${shellQuote(p)} ]`).join(' && ')}; then`,
     '      set -C',
     `      ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >"$zo" 2>${f.err}`,
     '      s=$?',

@@ -110,9 +110,13 @@ export const LAUNCHER_ZSTD = { started: 'z', err: 'z.err', status: 'z.status' } 
  * before any offer or claim); a file nobody took is staging debris, swept as such.
  */
 export function launcherZstdFile(storeRoot: string, entry: string): string {
-  return `${storeRoot}/staging/${LAUNCHER_ZSTD_FILE_PREFIX}${entry}`;
+  return `${launcherZstdDir(storeRoot)}/.z-${entry}`;
 }
-export const LAUNCHER_ZSTD_FILE_PREFIX = '.z-';
+
+/** The directory launcherZstdFile names files in: the store's staging directory (STAGING_DIR, not imported: run-dir stays light). */
+export function launcherZstdDir(storeRoot: string): string {
+  return `${storeRoot}/staging`;
+}
 
 /** The launcher's mark that it sent its crash's line on the daemon's freeze FIFO (handler/install.ts freeze()). */
 export const LAUNCHER_FROZE_FILE = 'frozen';

@@ -108,6 +108,18 @@ function fakeRecorder(over: Partial<MetricsConfig> = {}, root = join(dir, 'proc'
   return { rec: new MetricsRecorder(cfg({ intervalMs: 1000, windowMs: 5000, ...over }), { procRoot: root, now: clock.now }), clock, root };
 }
 
+/** A fake recorder that took `ticks` samples a second apart, and an empty directory to snapshot into. */
+function ticked(ticks: number, over: Partial<MetricsConfig> = {}): { rec: MetricsRecorder; out: string } {
+  const { rec, clock } = fakeRecorder(over);
+  for (let i = 0; i < ticks; i++) {
+    rec.tick();
+    clock.advance(1000);
+  }
+  const out = join(dir, 'snap');
+  mkdirSync(out);
+  return { rec, out };
+}
+
 function readJsonl(path: string): MetricsSample[] {
   const text = readFileSync(path, 'utf8');
   expect(text.endsWith('\n')).toBe(true);
@@ -504,13 +516,7 @@ describe('snapshot', () => {
   });
 
   it('past its deadline, still writes every sample: their lines were made as they were taken', async () => {
-    const { rec, clock } = fakeRecorder({ windowMs: 200_000 });
-    for (let i = 0; i < 200; i++) {
-      rec.tick();
-      clock.advance(1000);
-    }
-    const out = join(dir, 'snap');
-    mkdirSync(out);
+    const { rec, out } = ticked(200, { windowMs: 200_000 });
     const r = await rec.snapshot(out, 0);
     const lines = readJsonl(join(out, 'samples.jsonl'));
     expect(lines).toEqual(JSON.parse(JSON.stringify(rec.samples())));
@@ -519,13 +525,7 @@ describe('snapshot', () => {
   });
 
   it('after the ring wrapped: the lines of the samples held, oldest first, each the JSON of its sample', async () => {
-    const { rec, clock } = fakeRecorder({ windowMs: 50_000 });
-    for (let i = 0; i < 173; i++) {
-      rec.tick();
-      clock.advance(1000);
-    }
-    const out = join(dir, 'snap');
-    mkdirSync(out);
+    const { rec, out } = ticked(173, { windowMs: 50_000 });
     await rec.snapshot(out, Date.now() + 10_000);
     const text = readFileSync(join(out, 'samples.jsonl'), 'utf8');
     expect(text).toBe(`${rec.samples().map((x) => toSafeJson(x)).join('\n')}\n`);

@@ -14,14 +14,14 @@ import { parsePidStat } from '../../lib/procfs.js';
 import { corePipeLine, launcherScript, overflowParams, type InstallState, type LauncherTrace, type LauncherZstd } from '../../handler/install.js';
 import { DRAIN_LOCKS, FAILED_PREFIX, drainIncoming, incomingWaiting, parseLinks, launcherNumber } from '../../handler/overflow.js';
 import { readProcState } from '../../handler/proc-reader.js';
-import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, overflowDir } from '../../handler/run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, launcherZstdDir, overflowDir } from '../../handler/run-dir.js';
 import { CrashTaker } from '../../daemon/crash-taker.js';
 import { FreezeFifo } from '../../daemon/freeze-fifo.js';
 import { freezeFifoPath } from '../../lib/config.js';
 import { createLogger } from '../../lib/log.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
 import { readManifest, type Manifest } from '../../store/manifest.js';
-import { Store } from '../../store/store.js';
+import { STAGING_DIR, Store } from '../../store/store.js';
 import { HANDLER, IS_ROOT, ROOT, waitFor } from '../helpers.js';
 
 const CRASH_WORKER = join(ROOT, 'dist/daemon/crash-worker.js');
@@ -270,7 +270,9 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
 
   /** What is left in the store's staging directory (the launcher's zstd output included). */
   function stagingLeft(s: Setup): string[] {
-    return readdirSync(join(s.cfg.store.root, 'staging'));
+    // the launcher's zstd writes into the store's own staging directory, named there without the store's module
+    expect(launcherZstdDir(s.cfg.store.root)).toBe(join(s.cfg.store.root, STAGING_DIR));
+    return readdirSync(launcherZstdDir(s.cfg.store.root));
   }
 
   /** The stored core.zst's sha256 is the one its manifest lists. */
