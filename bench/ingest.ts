@@ -18,7 +18,7 @@ import { closeSync, existsSync, lstatSync, openSync, mkdirSync, readFileSync, re
 import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  CLI, REPO_ROOT, compileFixture, makeBenchStore, median, monoNs, ratio, registerCleanup, sleep, startBenchDaemon,
+  CLI, REPO_ROOT, compileFixture, discard, makeBenchStore, median, monoNs, ratio, registerCleanup, sleep, startBenchDaemon,
   type BenchOptions, type BenchStore, type Row, type Section,
 } from './lib.js';
 
@@ -217,10 +217,10 @@ function referenceSubject(name: string, script: string, outDir: string, suidDump
       return out;
     },
     discard(pid) {
-      for (const f of files(pid)) rmSync(join(outDir, f), { force: true });
+      for (const f of files(pid)) discard(join(outDir, f));
     },
     async close() {
-      rmSync(outDir, { recursive: true, force: true });
+      discard(outDir);
     },
   };
 }
@@ -326,7 +326,7 @@ async function coredumpSubject(pkg: CoredumpPackage, logDir: string, log: (m: st
       return out;
     },
     discard(pid) {
-      for (const f of files(pid)) rmSync(join(COREDUMP_DIR, f), { force: true });
+      for (const f of files(pid)) discard(join(COREDUMP_DIR, f));
     },
     async close() {
       const l = listener;
@@ -420,7 +420,7 @@ function flightboxSubject(dir: string, suidDumpable: string, name = 'flightbox',
     },
     discard(pid) {
       const b = bundles.get(pid);
-      if (b) rmSync(b, { recursive: true, force: true });
+      if (b) discard(b);
       bundles.delete(pid);
     },
     async close() {
@@ -430,7 +430,7 @@ function flightboxSubject(dir: string, suidDumpable: string, name = 'flightbox',
       } catch {
         // the guard restores the kernel's values anyway
       }
-      rmSync(dir, { recursive: true, force: true });
+      discard(dir);
     },
   };
 }

@@ -1,7 +1,7 @@
 // Shared pieces of `npm run bench`: every section returns rows; run.ts prints one table
 // and writes bench/results.json. Benchmarks measure and print; they assert nothing.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { overflowDir } from '../handler/run-dir.js';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -137,6 +137,50 @@ export function makeBenchStore(dir: string, opts: { core?: string; extra?: strin
   // removed with the section's other leftovers.
   registerCleanup(() => rmSync(overflowDir(root), { recursive: true, force: true }));
   return { dir, root, configPath };
+}
+
+// What a measurement wrote is put aside, not deleted, until the whole run ends. On ext4
+// without a journal (this VM's root filesystem: /proc/fs/jbd2 is empty) a new file never
+// takes an inode freed in the last 60 s (360 s while its inode table is not written back):
+// the allocator walks past every such inode of the block group, from its start, for each
+// file it creates. Deleting the 200 bundles of one storm (5,000 files) made the next storm's
+// 190 bundles take 5.1 s of kernel time instead of 0.6 (perf: recently_deleted under
+// ext4_create), and a handler writing 25 files a crash pays that 12 times as often as `cat`
+// writing 2: the bench's own housekeeping, not the handlers' work. Big files (cores) are
+// deleted at once (one inode each; the disk would not hold them all), the rest renamed into
+// the work directory, removed with it.
+let trashDir: string | null = null;
+let trashed = 0;
+const BIG_FILE_BYTES = 1024 * 1024;
+
+/** Where discard() puts things aside (on the filesystem of what it discards); null: delete at once. */
+export function setTrash(dir: string | null): void {
+  trashDir = dir;
+}
+
+/** Delete `path` (a file or a tree) as far as the next measurement is concerned: see setTrash. */
+export function discard(path: string): void {
+  if (trashDir !== null) {
+    try {
+      dropBigFiles(path);
+      mkdirSync(trashDir, { recursive: true, mode: 0o700 });
+      renameSync(path, join(trashDir, String(trashed++)));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      // another filesystem (EXDEV) or anything else: deleted now
+    }
+  }
+  rmSync(path, { recursive: true, force: true });
+}
+
+function dropBigFiles(path: string): void {
+  const st = lstatSync(path);
+  if (st.isDirectory()) {
+    for (const name of readdirSync(path)) dropBigFiles(join(path, name));
+  } else if (st.isFile() && st.size >= BIG_FILE_BYTES) {
+    unlinkSync(path);
+  }
 }
 
 const cleanups = new Set<() => void>();

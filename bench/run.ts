@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderMarkdown, renderTable, runCleanups, type BenchOptions, type Row, type Section } from './lib.js';
+import { renderMarkdown, renderTable, runCleanups, setTrash, type BenchOptions, type Row, type Section } from './lib.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -110,6 +110,7 @@ async function main(): Promise<number> {
   const started = Date.now();
   const log = (msg: string): void => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(5)} s] ${msg}`);
   const opts: BenchOptions = { quick: args.quick, runs: args.runs ?? (args.quick ? 3 : 5), workDir, log };
+  setTrash(join(workDir, 'trash'));
   const stop = (signal: NodeJS.Signals): void => {
     log(`${signal}: restoring the kernel's settings and stopping what the benchmark started`);
     runCleanups(log);
