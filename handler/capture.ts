@@ -32,7 +32,7 @@ import { parseCoreArgs, signalName, type CoreArgs } from './core-args.js';
 import { NATIVE_COPY_AFTER_BYTES, streamCore } from './core-writer.js';
 import { readProcState, readProcStateFrom, type ProcSource } from './proc-reader.js';
 import { CODE_CACHE_STATE, LAUNCHER_ZSTD, launcherZstdFile, overflowDir, traceMode } from './run-dir.js';
-import { launcherStatus } from './launcher-status.js';
+import { hashWhileWritten } from './launcher-status.js';
 
 // Only what the hold path needs is imported statically: every module loaded before the core
 // is read holds the crashed process. The rest (control socket, stack trace, compression,
@@ -286,28 +286,22 @@ function wholeInSpool(spooled: SpooledCrash | null, cfg: Config, limit: number |
  */
 async function takeLauncherZstd(spooled: SpooledCrash | null, core: CoreInfo, cfg: Config, staging: string, name: string): Promise<KnownHash | null> {
   if (!squeezedByLauncher(spooled, cfg) || core.truncated) return null;
-  const dir = dirname(spooled.corePrefix);
   const file = launcherZstdFile(cfg.store.root, spooled.entry);
   let fd: number | null = null;
   try {
     if (statSync(spooled.corePrefix).size !== core.size) return null;
-    if (await launcherStatus(join(dir, LAUNCHER_ZSTD.status), Date.now() + LAUNCHER_ZSTD_WAIT_MS) !== 0) return null;
-    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // hashed while zstd writes it (16 MiB of random data: ~19 ms of reading and hashing that
+    // no longer come after zstd's end)
+    const w = await hashWhileWritten(file, join(dirname(spooled.corePrefix), LAUNCHER_ZSTD.status), Date.now() + LAUNCHER_ZSTD_WAIT_MS);
+    if (w === null) return null;
+    fd = w.fd;
     const st = fstatSync(fd);
     // zstd's bound on what it writes for this much input, and a little
-    if (!st.isFile() || st.nlink !== 1 || st.size > core.size + (core.size >> 7) + 65536) return null;
-    const hash = builtin('node:crypto').createHash('sha256');
-    const buf = Buffer.allocUnsafe(Math.min(st.size, 1 << 20) || 1);
-    for (let off = 0; off < st.size;) {
-      const n = readSync(fd, buf, 0, Math.min(buf.length, st.size - off), off);
-      if (n === 0) return null; // shorter than it said: not to be trusted
-      hash.update(buf.subarray(0, n));
-      off += n;
-    }
+    if (!st.isFile() || st.nlink !== 1 || st.size !== w.size || st.size > core.size + (core.size >> 7) + 65536) return null;
     fchmodSync(fd, 0o600);
     fsyncSync(fd);
     linkSync(file, join(staging, name));
-    return { sha256: hash.digest('hex'), bytes: st.size };
+    return { sha256: w.sha256, bytes: w.size };
   } catch {
     return null; // gone, or not as zstd leaves it: node compresses
   } finally {

@@ -1,10 +1,11 @@
 // What became of a program the launcher started in the background on a core it read whole
 // (eu-stack, zstd: handler/install.ts): its exit status, in a file the launcher renames into
 // place once the program is done.
-import { existsSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { builtin } from '../lib/builtin.js';
 import { readNoFollow } from '../lib/safe-fs.js';
 
-const POLL_MS = 5;
+const POLL_MS = 2;
 
 /**
  * The exit status in `path`, waited for until `deadlineMs` (ms since the epoch): a number;
@@ -22,4 +23,65 @@ export async function launcherStatus(path: string, deadlineMs: number): Promise<
     // unreadable: not a status
   }
   return /^\d+$/.test(rc) ? Number(rc) : null;
+}
+
+/** A launcher program's output file, hashed while it was written (hashWhileWritten). */
+export interface WrittenFile {
+  /** open on the file (O_NOFOLLOW), the caller's to close */
+  fd: number;
+  /** bytes read and hashed: the file's size once its program was done */
+  size: number;
+  sha256: string;
+  /** of those, how many were read before the program was done */
+  hashedBefore: number;
+}
+
+/**
+ * The file a launcher's background program writes front to back and never goes back in
+ * (zstd's output), read and hashed while it grows, and to its end once `statusFile` says the
+ * program is done: the time of reading and hashing it then overlaps the program's own. Whether
+ * it is done is looked at before each read, so the read after that sees the whole output.
+ * null when the status is not 0, or does not come before `deadlineMs`, or the file is not there
+ * or shrinks.
+ */
+export async function hashWhileWritten(file: string, statusFile: string, deadlineMs: number, pollMs = POLL_MS): Promise<WrittenFile | null> {
+  const hash = builtin('node:crypto').createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let fd: number | null = null;
+  let off = 0;
+  let hashedBefore = 0;
+  const readTo = (to: number): boolean => {
+    while (off < to) {
+      const n = readSync(fd!, buf, 0, Math.min(buf.length, to - off), off);
+      if (n === 0) return false;
+      hash.update(buf.subarray(0, n));
+      off += n;
+    }
+    return true;
+  };
+  try {
+    for (;;) {
+      const done = existsSync(statusFile);
+      if (fd === null) {
+        try {
+          fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+        } catch {
+          // not made yet (or never: the status will say so)
+        }
+      }
+      if (fd !== null && !readTo(fstatSync(fd).size)) return null;
+      if (done) break;
+      hashedBefore = off;
+      if (Date.now() >= deadlineMs) return null;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    if (await launcherStatus(statusFile, deadlineMs) !== 0 || fd === null) return null;
+    // nothing after the end it had when it was done
+    if (fstatSync(fd).size !== off) return null;
+    const out: WrittenFile = { fd, size: off, sha256: hash.digest('hex'), hashedBefore };
+    fd = null;
+    return out;
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
 }
