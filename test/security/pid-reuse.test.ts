@@ -87,8 +87,13 @@ describe.skipIf(!IS_ROOT)('a reused pid is not attributed to the crash', () => {
   async function reusedPidRun(): Promise<{ st: SecStore; imp: LiveProcess; run: ChildRun }> {
     const st = (s = secStore({ backtrace: ['tool: none'] }));
     const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'));
-    let pid = last + 3000;
-    while (existsSync(`/proc/${pid}`)) pid++;
+    // A free pid well ahead of the counter, below pid_max: near the top (a machine that has
+    // run many processes) the counter wraps, and so does this pick (ns_last_pid refuses a
+    // value past pid_max).
+    const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+    const ahead = (p: number): number => (p < pidMax - 1 ? p : 1000 + (p % (pidMax - 2000)));
+    let pid = ahead(last + 3000);
+    while (existsSync(`/proc/${pid}`)) pid = ahead(pid + 1);
     const fd = openSync(junkCore, 'r');
     let handler: ChildProcess;
     try {
