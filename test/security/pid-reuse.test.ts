@@ -115,6 +115,11 @@ describe.skipIf(!IS_ROOT)('a reused pid is not attributed to the crash', () => {
         else stopProcess(p); // another fork took it first: try again
       }
       expect(imp, `a process at pid ${pid}`).not.toBeNull();
+    } catch (err) {
+      // Its fake crash is not to be recorded once the test has failed: with its store and
+      // config removed by the cleanup, it would record it in the default store.
+      handler.kill('SIGKILL');
+      throw err;
     } finally {
       handler.kill('SIGCONT');
     }
