@@ -10,10 +10,12 @@ const POLL_MS = 2;
 /**
  * The exit status in `path`, waited for until `deadlineMs` (ms since the epoch): a number;
  * null when the file holds anything else; 'pending' when it did not come in time.
+ * `meanwhile` runs before each wait while the status is not there yet.
  */
-export async function launcherStatus(path: string, deadlineMs: number): Promise<number | null | 'pending'> {
+export async function launcherStatus(path: string, deadlineMs: number, meanwhile?: () => void): Promise<number | null | 'pending'> {
   while (!existsSync(path)) {
     if (Date.now() >= deadlineMs) return 'pending';
+    meanwhile?.();
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   let rc = '';
@@ -39,20 +41,28 @@ export interface WrittenFile {
 /**
  * The file a launcher's background program writes front to back and never goes back in
  * (zstd's output), read and hashed while it grows, and to its end once `statusFile` says the
- * program is done: the time of reading and hashing it then overlaps the program's own. Whether
- * it is done is looked at before each read, so the read after that sees the whole output.
- * null when the status is not 0, or does not come before `deadlineMs`, or the file is not there
+ * program is done: the time of reading and hashing it then overlaps the program's own. It
+ * reads on while launcherStatus waits, and once more after the status has come: that read
+ * sees the whole output. null when the status is not 0, or does not come before `deadlineMs`, or the file is not there
  * or shrinks.
  */
-export async function hashWhileWritten(file: string, statusFile: string, deadlineMs: number, pollMs = POLL_MS): Promise<WrittenFile | null> {
+export async function hashWhileWritten(file: string, statusFile: string, deadlineMs: number): Promise<WrittenFile | null> {
   const hash = builtin('node:crypto').createHash('sha256');
   const buf = Buffer.allocUnsafe(1 << 20);
   let fd: number | null = null;
   let off = 0;
-  let hashedBefore = 0;
-  const readTo = (to: number): boolean => {
-    while (off < to) {
-      const n = readSync(fd!, buf, 0, Math.min(buf.length, to - off), off);
+  let short = false; // a read found less than fstat said: not to be trusted
+  // To the file's present end; false when a read finds less than fstat said.
+  const readOn = (): boolean => {
+    if (fd === null) {
+      try {
+        fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      } catch {
+        return true; // not made yet (or never: the status will say so)
+      }
+    }
+    for (const to = fstatSync(fd).size; off < to;) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, to - off), off);
       if (n === 0) return false;
       hash.update(buf.subarray(0, n));
       off += n;
@@ -60,24 +70,11 @@ export async function hashWhileWritten(file: string, statusFile: string, deadlin
     return true;
   };
   try {
-    for (;;) {
-      const done = existsSync(statusFile);
-      if (fd === null) {
-        try {
-          fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-        } catch {
-          // not made yet (or never: the status will say so)
-        }
-      }
-      if (fd !== null && !readTo(fstatSync(fd).size)) return null;
-      if (done) break;
-      hashedBefore = off;
-      if (Date.now() >= deadlineMs) return null;
-      await new Promise((r) => setTimeout(r, pollMs));
-    }
-    if (await launcherStatus(statusFile, deadlineMs) !== 0 || fd === null) return null;
-    // nothing after the end it had when it was done
-    if (fstatSync(fd).size !== off) return null;
+    const status = await launcherStatus(statusFile, deadlineMs, () => { if (!short) short = !readOn(); });
+    const hashedBefore = off;
+    // The status came after the program's last write: this read sees its whole output, and
+    // nothing may be past (or short of) the end read.
+    if (status !== 0 || short || !readOn() || fd === null || fstatSync(fd).size !== off) return null;
     const out: WrittenFile = { fd, size: off, sha256: hash.digest('hex'), hashedBefore };
     fd = null;
     return out;
