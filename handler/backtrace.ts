@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { readNoFollow } from '../lib/safe-fs.js';
 import { LAUNCHER_TRACE } from './run-dir.js';
 import { launcherStatus } from './launcher-status.js';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import type { BacktraceTool } from '../lib/config.js';
 import { SEARCH_PATH, findProgram } from '../lib/programs.js';
+import { builtin } from '../lib/builtin.js';
 
 export const MAX_BACKTRACE_OUTPUT_BYTES = 8 * 1024 * 1024;
 export const MAX_FRAMES_PER_THREAD = 64;
@@ -225,7 +226,7 @@ export function runTool(file: string, args: string[], timeoutMs: number, fd3: nu
       grace = setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); finish(null); }, 1000);
     };
     try {
-      child = spawn(file, args, {
+      child = builtin('node:child_process').spawn(file, args, {
         stdio: fd3 === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', fd3],
         env: { PATH: SEARCH_PATH.join(':'), LC_ALL: 'C', HOME: '/nonexistent' },
         cwd: '/',

@@ -1,7 +1,7 @@
 // Core compression and decompression. zstd through the native program (our process only
 // passes file descriptors it opened itself, so the program never opens a path), gzip
 // through zlib when zstd is missing. Runs after the crashed process was released.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { pipeline } from 'node:stream/promises';
@@ -12,6 +12,7 @@ import { FlightboxError } from '../lib/errors.js';
 import { findProgram } from '../lib/programs.js';
 import { writeFully } from '../lib/safe-fs.js';
 import { EXTENTS_PERL, ZERO_FRAME_MIN_BYTES, parseExtents, planPieces, zeroFrame, type Piece } from './sparse-zstd.js';
+import { builtin } from '../lib/builtin.js';
 
 export const CORE_FILE_NAMES = { zstd: 'core.zst', gzip: 'core.gz', none: 'core' } as const;
 
@@ -33,7 +34,7 @@ function finished(child: ChildProcess, program: string): Promise<void> {
 }
 
 function runWithFds(program: string, args: string[], inFd: number, outFd: number): Promise<void> {
-  return finished(spawn(program, args, { stdio: [inFd, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' }), program);
+  return finished(builtin('node:child_process').spawn(program, args, { stdio: [inFd, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' }), program);
 }
 
 /**
@@ -53,7 +54,7 @@ export async function sparsePieces(inFd: number): Promise<Piece[] | null> {
   }
   let out = '';
   try {
-    const child = spawn(perl, ['-e', EXTENTS_PERL], { stdio: [own, 'pipe', 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
+    const child = builtin('node:child_process').spawn(perl, ['-e', EXTENTS_PERL], { stdio: [own, 'pipe', 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
     child.stdout!.setEncoding('utf8').on('data', (d: string) => { if (out.length < 8 << 20) out += d; });
     closeSync(own);
     own = -1;
@@ -85,10 +86,10 @@ async function compressPieces(zstd: string, dd: string, zstdArgs: string[], inFd
       for (const chunk of zeroFrame(p.length)) writeFully(outFd, chunk);
       continue;
     }
-    const reader = spawn(dd, ['if=/proc/self/fd/0', 'bs=1M', `skip=${p.start}`, `count=${p.end - p.start}`, 'iflag=skip_bytes,count_bytes', 'status=none'], {
+    const reader = builtin('node:child_process').spawn(dd, ['if=/proc/self/fd/0', 'bs=1M', `skip=${p.start}`, `count=${p.end - p.start}`, 'iflag=skip_bytes,count_bytes', 'status=none'], {
       stdio: [inFd, 'pipe', 'pipe'], env: { LC_ALL: 'C' }, cwd: '/',
     });
-    const z = spawn(zstd, [...zstdArgs, `--stream-size=${p.end - p.start}`], { stdio: [reader.stdout!, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
+    const z = builtin('node:child_process').spawn(zstd, [...zstdArgs, `--stream-size=${p.end - p.start}`], { stdio: [reader.stdout!, outFd, 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
     // zstd has its own copy of dd's output: ours is closed before the event loop could read from it.
     reader.stdout!.destroy();
     // Both ended before anything goes on (a failed dd must not leave zstd writing behind us);
