@@ -14,14 +14,40 @@ export const INDEX_FILE = 'index.sqlite';
 // Loaded on first use, not at import: the crash handler imports the store on its hold path
 // but opens the index only after the crashed process has been released.
 let DatabaseCtor: typeof Database | undefined;
-/** better-sqlite3's compiled addon, named directly: its own search (the `bindings` package) stats a dozen paths, 2-3 ms of every handler. */
-let nativeBinding: string | undefined;
+/**
+ * better-sqlite3's compiled addon, named directly (its own search, the `bindings` package,
+ * stats a dozen paths, 2-3 ms of every handler), or already loaded (the one-file copy's).
+ */
+let nativeBinding: string | object | undefined;
+
+/** Where `npm run build` puts the one-file copy of better-sqlite3's JavaScript, relative to this module (or the bundle it is in). */
+export const VENDORED_SQLITE = '../vendor/better-sqlite3.cjs';
+
+/** Which better-sqlite3 was loaded: the one-file copy, or the package (the copy missing, or its addon). */
+export let sqliteLoadedFrom: 'vendored' | 'package' | null = null;
+
 function database(): typeof Database {
   if (!DatabaseCtor) {
     const load = createRequire(import.meta.url);
-    DatabaseCtor = load('better-sqlite3') as typeof Database;
-    const addon = join(dirname(load.resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
-    nativeBinding = existsSync(addon) ? addon : undefined;
+    let vendored: { Database: typeof Database; addon: string } | null = null;
+    try {
+      vendored = load(VENDORED_SQLITE) as { Database: typeof Database; addon: string };
+    } catch {
+      // not built (run from source): the package
+    }
+    if (vendored && existsSync(vendored.addon)) {
+      // The addon loaded as require() loads it, without require()'s path resolution.
+      const addon = { exports: {} as object };
+      process.dlopen(addon, vendored.addon);
+      nativeBinding = addon.exports;
+      DatabaseCtor = vendored.Database;
+      sqliteLoadedFrom = 'vendored';
+    } else {
+      DatabaseCtor = load('better-sqlite3') as typeof Database;
+      const addon = join(dirname(load.resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
+      nativeBinding = existsSync(addon) ? addon : undefined;
+      sqliteLoadedFrom = 'package';
+    }
   }
   return DatabaseCtor;
 }
@@ -562,7 +588,8 @@ export class IndexDb {
   constructor(path: string, opts: { busyTimeoutMs: number; readonly?: boolean }) {
     try {
       const Ctor = database();
-      this.db = new Ctor(path, { timeout: opts.busyTimeoutMs, readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false, nativeBinding });
+      // (better-sqlite3 takes a loaded addon object too; its types name only the path)
+      this.db = new Ctor(path, { timeout: opts.busyTimeoutMs, readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false, nativeBinding: nativeBinding as string | undefined });
       if (!opts.readonly) {
         this.db.pragma('journal_mode = WAL');
         this.db.pragma('synchronous = NORMAL');
