@@ -600,7 +600,9 @@ function flightboxBreakdown(ms: readonly Measure[]): string {
   // Capture start is the launcher's start (it copies /proc and the core's first part before
   // node starts; the kernel stamps its files with a coarse clock, a few ms of resolution).
   return `manifest timings (medians): signal to capture start ${fmtMs(medianOf(ms, (m) => m.startMs))} (the kernel starting the launcher)` +
-    `, capture start to release ${fmtMs(t('holdMs'))} (of which /proc ${fmtMs(t('procMs'))}), ${t('takenMs') !== null ? `capture start to the daemon taking it ${fmtMs(t('takenMs'))} (no node started)` : `node's start to its first line for this crash ${fmtMs(t('startupMs'))}`}, stack trace ${fmtMs(t('backtraceMs'))}` +
+    `, capture start to release ${fmtMs(t('holdMs'))} (of which /proc ${fmtMs(t('procMs'))}), ${t('takenMs') !== null ? `capture start to the daemon taking it ${fmtMs(t('takenMs'))} (no node started)`
+      : t('earlyReadyMs') !== null ? `capture start to the node started beside the launcher being ready ${fmtMs(t('earlyReadyMs'))} and to the launcher's word ${fmtMs(t('earlyGoMs'))}`
+      : `node's start to its first line for this crash ${fmtMs(t('startupMs'))}`}, stack trace ${fmtMs(t('backtraceMs'))}` +
     `, compression and fsync ${fmtMs(t('compressMs'))} (the two run side by side), capture start to manifest ${fmtMs(t('totalMs'))}${cacheNote}`;
 }
 

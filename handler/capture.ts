@@ -130,6 +130,12 @@ export interface CaptureOptions {
   byDaemon?: { takenMs: number };
   /** No snapshot is asked of the daemon: this warning says why (a crash recorded long after it happened). */
   noRecorders?: string;
+  /**
+   * This node was started beside the launcher's copies (handler/early.ts), not exec'd by it: the
+   * handler slot is the launcher's (it waits for this node), and node's start is timed to when it
+   * was ready and when the launcher's word came (ms since the epoch).
+   */
+  early?: { launcherPid: number; readyAt: number; goAt: number };
 }
 
 export interface SpooledCrash {
@@ -321,7 +327,10 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   const warnings: string[] = [...opts.configWarnings];
   // From node's start (its time origin) to here: node itself, the handler's code, the config.
   // (The daemon: from the launcher's start to the daemon's taking the crash.)
-  const timings: Record<string, number> = byDaemon ? { takenMs: byDaemon.takenMs - t0 } : { startupMs: Math.round(process.uptime() * 1000) };
+  const early = opts.early ?? null;
+  const timings: Record<string, number> = byDaemon ? { takenMs: byDaemon.takenMs - t0 }
+    : early ? { earlyReadyMs: early.readyAt - t0, earlyGoMs: early.goAt - t0 }
+    : { startupMs: Math.round(process.uptime() * 1000) };
 
   const overflow = opts.overflow ?? null;
   // 1. Announce. comm comes from /proc and is hostile: escaped by kmsg() and the logger.
@@ -382,8 +391,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
   // its core. Closing the pipe at once releases the process without reading its memory.
   const slots = slotRoot(store.root);
   // (A crash the launcher read whole holds no slot: its core is read, its launcher counted.)
-  const slot: HandlerSlot | null = limit === 0 || overflow || stdinFd === null ? null : acquireHandlerSlot(slots, cfg.core.maxConcurrent);
-  if (limit === 0 && !overflow && stdinFd !== null && cfg.core.maxConcurrent !== null) forgetHandlerSlot(slots);
+  const slotPid = early ? { pid: early.launcherPid } : {};
+  const slot: HandlerSlot | null = limit === 0 || overflow || stdinFd === null ? null : acquireHandlerSlot(slots, cfg.core.maxConcurrent, slotPid);
+  if (limit === 0 && !overflow && stdinFd !== null && cfg.core.maxConcurrent !== null) forgetHandlerSlot(slots, slotPid);
   if (slot?.acquired && cfg.core.maxConcurrent !== null) timings.slotFromMs = now() - t0;
   if (overflow?.interrupted) {
     core.reason = 'interrupted';

@@ -21,7 +21,7 @@ import { formatSize } from '../lib/units.js';
 import { EU_STACK_MODULE_FLAGS, MAX_BACKTRACE_OUTPUT_BYTES, euStackBudgetMs, euStackFrameFlags } from './backtrace.js';
 import { CORE_PATTERN_SPECIFIERS } from './core-args.js';
 import { MAX_FDS_LISTED, PROC_FILES } from './proc-reader.js';
-import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, launcherZstdDir, launcherZstdFile, overflowDir, spoolCrashes, traceMode } from './run-dir.js';
+import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, DRAIN_LOCKS, LAUNCHER_EARLY, LAUNCHER_EXE_FD, LAUNCHER_PIPE_FILE, LAUNCHER_FROZE_FILE, LAUNCHER_TRACE, LAUNCHER_ZSTD, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, launcherZstdDir, launcherZstdFile, overflowDir, spoolCrashes, traceMode } from './run-dir.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 
 export const CORE_PATTERN_MAX_BYTES = 127;
@@ -106,6 +106,8 @@ export interface OverflowParams {
   zstd: LauncherZstd | null;
   /** the daemon's freeze FIFO (daemon/freeze-fifo.ts), which the launcher writes its crash's line to */
   freezeFifo: string;
+  /** node started beside the launcher's copies when no daemon takes crashes (earlyFunctions) */
+  early: boolean;
 }
 
 /** The zstd (absolute path) the launcher compresses a core it read whole with, and the level (core.level). */
@@ -139,6 +141,7 @@ export function overflowParams(cfg: Config): OverflowParams {
     pipe: launcherPipe(cfg),
     zstd: launcherZstd(cfg),
     freezeFifo: freezeFifoPath(cfg),
+    early: true,
   };
 }
 
@@ -309,6 +312,60 @@ function handoffFunction(): string[] {
 }
 
 /**
+ * The launcher's early() and hand(): node started beside the launcher's copies, so that its own
+ * start (40-80 ms: node, the handler's code, the config, node:crypto, SQLite) is not added
+ * after them. It is started right after the entry is made, with the core's pipe as its stdin
+ * (for a core the launcher does not read whole; /dev/null for a crash whose core is not read:
+ * a reader of the pipe left open would hold the process) but nothing else, and it waits in
+ * handler/main.ts (--early) for LAUNCHER_EARLY.go: the launcher writes dd's exit status there
+ * once the crash is in the entry, where it would have exec'd node with it. The launcher then
+ * waits for that node: its pid stays the entry's writer (drainers leave the entry alone) and
+ * the owner of its handler slot, and node opens the executable through its fd 9. That node
+ * writes LAUNCHER_EARLY.taken before anything else; without it (it died first, or could not
+ * write) the launcher records the crash with a node of its own, as before. Anything else that
+ * ends the capture (tmpfs full, the crash handed to the daemon) kills it unused.
+ * Not started when a daemon takes crashes (it makes the bundle with a warm node), nor when
+ * the kernel waits for every reader of the core's pipe before it releases the process
+ * (core_pipe_limit other than 0, which install never sets): node holds the pipe from its start.
+ */
+function earlyFunctions(nodeCommand: string): string[] {
+  const e = LAUNCHER_EARLY;
+  return [
+    '# node started beside the copies, waiting for "$d/go" (handler/install.ts earlyFunctions)',
+    '# ($1 = pipe: with the core\'s pipe as its stdin, else /dev/null: a crash whose core is not read)',
+    'early() {',
+    '  ep=',
+    '  daemon && return 0',
+    '  if [ "$1" = pipe ]; then',
+    '    cpl=',
+    '    read -r cpl 2>/dev/null </proc/sys/kernel/core_pipe_limit',
+    '    [ "$cpl" = 0 ] || return 0',
+    '    # (the pipe by hand: sh gives a background command /dev/null for its stdin)',
+    `    { ${nodeCommand} --early "$d" 0<&8 8<&- >/dev/null 2>&1 & } 8<&0`,
+    '  else',
+    `    ${nodeCommand} --early "$d" </dev/null >/dev/null 2>&1 &`,
+    '  fi',
+    '  ep=$!',
+    '}',
+    '# that node, killed unused',
+    'unearly() {',
+    '  [ -n "$ep" ] && kill -9 "$ep" 2>/dev/null',
+    '  ep=',
+    '  return 0',
+    '}',
+    '# the crash to that node, with dd\'s status $1; returns when it never took it',
+    'hand() {',
+    '  [ -n "$ep" ] || return 0',
+    `  { printf '%s\\n' "$1" >"$d/${e.go}"; } 2>/dev/null || { unearly; return 0; }`,
+    '  wait "$ep"',
+    '  ep=',
+    `  [ -d "$d" ] && [ ! -e "$d/${e.taken}" ] || exit 0`,
+    `  rm -f "$d/${e.go}"`,
+    '}',
+  ];
+}
+
+/**
  * The launcher, in POSIX sh. It records the crash itself before node starts: the kernel
  * holds the crashed process until its core has been read, and node takes 40-50 ms to start.
  * It copies /proc/<pid> (one cp of the files, one find of the links, each copy capped at
@@ -335,7 +392,8 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '#!/bin/sh',
     '# flightbox core_pattern launcher, written by `flightbox install`; removed by `flightbox uninstall`.',
   ];
-  const node = `exec ${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config}`;
+  const nodeCommand = `${shellQuote(nodePath)} ${shellQuote(handlerPath)}${config}`;
+  const node = `exec ${nodeCommand}`;
   if (!params) return [...head, `${node} -- "$@"`, ''].join('\n');
   const files = [...PROC_FILES, ...(params.environ ? ['environ'] : [])].map((f) => `"$p/${f}"`).join(' ');
   const storm = params.maxConcurrent !== null;
@@ -454,12 +512,14 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  cd /',
     '}',
     ...(params.trace ? handoffFunction() : []),
+    ...(params.early ? earlyFunctions(nodeCommand) : ['early() { ep=; }', 'unearly() { :; }', 'hand() { :; }']),
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
     '  rel=',
     '  entry "$@" || return 0',
+    '  early pipe',
     '  # tmpfs full: node reads /proc and the core itself, as without the launcher',
-    '  { : >"$d/handler"; } 2>/dev/null && copy "$@" || { rm -rf "$d"; return 0; }',
+    '  { : >"$d/handler"; } 2>/dev/null && copy "$@" || { unearly; rm -rf "$d"; return 0; }',
     `  LC_ALL=C dd bs=${CORE_PREFIX_BYTES} count=1 iflag=fullblock of="$d/core" 2>"$d/dd"`,
     '  rc=$?',
     '  recs=',
@@ -481,17 +541,20 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '      *) release ;;',
     '    esac',
     '  fi',
-    ...(params.trace ? ['  [ -n "$rel" ] && handoff "$@"'] : []),
+    ...(params.trace ? ['  [ -n "$rel" ] && [ -z "$ep" ] && handoff "$@"'] : []),
     '  freeze',
+    '  hand "$rc"',
     `  ${node} --spooled "$d" "$rc"`,
     '}',
     '# RLIMIT_CORE 0 (ulimit -c 0) and core.honourRlimit: no core is kept, so none is read',
     'nocore() {',
     '  entry "$@" || return 0',
-    '  { : >"$d/handler"; } 2>/dev/null && copy "$@" || { rm -rf "$d"; return 0; }',
+    '  early',
+    '  { : >"$d/handler"; } 2>/dev/null && copy "$@" || { unearly; rm -rf "$d"; return 0; }',
     '  exec 0</dev/null',
     '  : >"$d/released"',
     '  freeze',
+    '  hand 0',
     `  ${node} --spooled "$d" 0`,
     '}',
     'if digits "$1" && digits "$6" && digits "$7" && [ -d "$in" ] && [ ! -L "$in" ] && [ -O "$in" ]; then',

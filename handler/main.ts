@@ -16,7 +16,10 @@ import { kmsg } from '../lib/log.js';
 import { vendoredYamlPath } from '../lib/yaml.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { captureCrash } from './capture.js';
-import { drainIncoming, incomingWaiting, loadSpooled } from './overflow.js';
+import { checkSpoolEntry, drainIncoming, incomingWaiting, loadSpooled } from './overflow.js';
+import { markTaken, openLauncherExe, parentLauncher, waitForGo } from './early.js';
+import { builtin } from '../lib/builtin.js';
+import { Store } from '../store/store.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
 import { HANDLER_RUN_DIR, overflowDir } from './run-dir.js';
 
@@ -138,7 +141,9 @@ async function main(argv: string[]): Promise<number> {
   }
   let drainFrom: string | null = null;
   let spooledDir: string | null = null;
+  let earlyDir: string | null = null;
   if (argv[i] === '--drain') drainFrom = argv[i + 1] ?? '';
+  if (argv[i] === '--early') earlyDir = argv[i + 1] ?? '';
   let prefixStatus = 0;
   if (argv[i] === '--spooled') {
     spooledDir = argv[i + 1] ?? '';
@@ -169,6 +174,11 @@ async function main(argv: string[]): Promise<number> {
       kmsg(`failed to record the crashes of a storm: ${messageOf(err)}`, 3);
       code = 1;
     }
+  } else if (earlyDir !== null) {
+    const r = await recordEarly(earlyDir, config, configWarnings);
+    code = r.code;
+    // Left to the launcher (or, the launcher gone, to a drainer): nothing more to do here.
+    if (!r.took) return code;
   } else if (spooledDir !== null) {
     // The launcher copied /proc and the core's first part, and exec'd into this.
     try {
@@ -219,6 +229,53 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   return code;
+}
+
+/**
+ * The node the launcher started beside its copies (handler/early.ts): it loads what every
+ * capture needs (node:crypto, the bundle's modules, the store and its index) while the launcher
+ * works, then records the crash once the launcher says so, as `--spooled` does. It does nothing
+ * with the crash when the launcher goes away first or the entry with it (the launcher killed
+ * before it wrote its word: a drainer records the entry), and nothing when it cannot say that
+ * it took the crash (the launcher then records it with a node of its own).
+ */
+async function recordEarly(dir: string, config: LoadedConfig['config'], configWarnings: string[]): Promise<{ code: number; took: boolean }> {
+  const launcher = parentLauncher();
+  if (launcher === null) return { code: 0, took: false };
+  try {
+    checkSpoolEntry(dir);
+  } catch (err) {
+    // (the launcher's own node, exec'd with the same entry, says it again)
+    kmsg(`not waiting beside the launcher: ${messageOf(err)}`, 4);
+    return { code: 1, took: false };
+  }
+  let store: Store | undefined;
+  try {
+    builtin('node:crypto');
+    await Promise.all([import('../store/manifest.js'), import('./signature.js'), import('./backtrace.js'), import('../store/compress.js')]);
+    store = new Store(config.store.root, { create: true, busyTimeoutMs: config.store.busyTimeoutMs });
+    store.index();
+  } catch {
+    // the capture opens (and reports) what could not be opened here
+  }
+  const readyAt = Date.now();
+  const status = await waitForGo(dir, launcher);
+  const goAt = Date.now();
+  try {
+    if (status === null || !markTaken(dir)) return { code: 0, took: false };
+    try {
+      const exeFd = openLauncherExe(dir, launcher);
+      const { args, spooled, bundleId, warnings } = loadSpooled(dir, status, { exeFd });
+      await captureCrash(args, { config, configWarnings: [...configWarnings, ...warnings], spooled, bundleId, store, early: { launcherPid: launcher.pid, readyAt, goAt } });
+      rmSync(dir, { recursive: true, force: true });
+      return { code: 0, took: true };
+    } catch (err) {
+      kmsg(`failed to capture a crash: ${messageOf(err)}`, 3);
+      return { code: 1, took: true };
+    }
+  } finally {
+    store?.close();
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -201,6 +201,8 @@ export interface LoadSpooledOptions {
    * launcher exec'd (default). The daemon and drainers hold other files there.
    */
   inheritedExe?: boolean;
+  /** The executable opened some other way (the node started beside the launcher: handler/early.ts); overrides inheritedExe. */
+  exeFd?: number | null;
   /** The entry's name under which the recorders were frozen for it, when that was not the launcher's `spool` line (the daemon's `take`). */
   frozeEntry?: string;
   /** The bundle id already chosen for it (a drainer's); default: a new one, kept in the entry. */
@@ -208,11 +210,10 @@ export interface LoadSpooledOptions {
 }
 
 /**
- * The crash the launcher began in `dir` and exec'd into `--spooled` for (or offered to the
- * daemon, or left for a drainer: the entry then has a claim suffix): its arguments and what
- * it copied. Throws when the directory is not one of a launcher's entries.
+ * The entry's name, when `dir` is an entry (or a claimed one) of a launcher's directory, both
+ * root's own and not links; throws otherwise.
  */
-export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOptions = {}): { args: string[]; spooled: SpooledCrash; bundleId: string; warnings: string[] } {
+export function checkSpoolEntry(dir: string): string {
   const parent = dirname(dir);
   const name = basename(dir);
   const entry = SPOOL_ENTRY_RE.test(name) ? name : SPOOL_CLAIMED_RE.exec(name)?.[1];
@@ -221,6 +222,16 @@ export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOpti
   }
   checkSecureDir(parent);
   checkSecureDir(dir);
+  return entry;
+}
+
+/**
+ * The crash the launcher began in `dir` and exec'd into `--spooled` for (or offered to the
+ * daemon, or left for a drainer: the entry then has a claim suffix): its arguments and what
+ * it copied. Throws when the directory is not one of a launcher's entries.
+ */
+export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOptions = {}): { args: string[]; spooled: SpooledCrash; bundleId: string; warnings: string[] } {
+  const entry = checkSpoolEntry(dir);
   const { args, writer } = readEntry(dir);
   const startedMs = mtimeMs(dir, 'writer') ?? Date.now();
   // Kept in the entry: if this handler dies after publishing, a drainer must not publish again.
@@ -238,7 +249,7 @@ export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOpti
     bundleId,
     warnings: cutCopies(dir),
     spooled: {
-      source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, opts.inheritedExe === false ? null : inheritedExe(dir)),
+      source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, opts.exeFd !== undefined ? opts.exeFd : opts.inheritedExe === false ? null : inheritedExe(dir)),
       launcherPid: writer?.pid ?? 0,
       startedMs,
       procMs: mtimeMs(dir, 'stat.after'),

@@ -120,3 +120,11 @@ export function launcherZstdDir(storeRoot: string): string {
 
 /** The launcher's mark that it sent its crash's line on the daemon's freeze FIFO (handler/install.ts freeze()). */
 export const LAUNCHER_FROZE_FILE = 'frozen';
+
+/**
+ * The node the launcher starts beside its copies (handler/install.ts early(), handler/main.ts
+ * --early): `go` is written by the launcher once the crash is in the entry (dd's exit status and
+ * a newline), `taken` by that node as soon as it has read it (before anything else): without
+ * it, the launcher records the crash with a node of its own.
+ */
+export const LAUNCHER_EARLY = { go: 'go', taken: 'taken' } as const;

@@ -2,7 +2,7 @@
 // programs, and find each crash bundled, indexed and debuggable. core_pattern is restored
 // whatever happens.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, FIXTURES, IS_ROOT, buildCrasher, makeTempStore, readJson, runCli, waitFor, type TempStore } from '../helpers.js';
@@ -25,6 +25,7 @@ interface ManifestJson {
   signature: { text: string; hash: string };
   files: { path: string; size: number; sha256: string }[];
   warnings: string[];
+  timings: Record<string, number>;
 }
 
 describe.skipIf(!IS_ROOT)('crashes through the real kernel core_pattern', () => {
@@ -89,6 +90,9 @@ describe.skipIf(!IS_ROOT)('crashes through the real kernel core_pattern', () => 
     expect(m.backtrace?.frames[0]?.fn).toBe('flightbox_crash_here');
     expect(m.backtrace?.frames.map((f) => f.fn)).toContain('flightbox_caller');
     expect(m.signature.text).toBe('segv SIGSEGV flightbox_crash_here|flightbox_caller|main');
+    // made by the node the launcher started beside its copies (no daemon runs here)
+    expect(m.timings.earlyReadyMs).toBeTypeOf('number');
+    expect(m.timings.startupMs).toBeUndefined();
     for (const f of m.files) expect(statSync(join(store.root, e.bundle, f.path)).size).toBe(f.size);
     const gdb = gdbOnStoredCore(e, bin);
     expect(gdb).toMatch(/Program terminated with signal SIGSEGV/);
@@ -171,6 +175,25 @@ describe.skipIf(!IS_ROOT)('crashes through the real kernel core_pattern', () => 
     const fns = m.backtrace?.frames.map((f) => f.fn ?? '') ?? [];
     expect(fns.some((f) => /abort|Abort/.test(f))).toBe(true);
     expect(gdbOnStoredCore(e, process.execPath)).toMatch(/SIGABRT/);
+  });
+
+  it('with core_pipe_limit above 0 no node is started beside the launcher (it would hold the pipe): node starts after its copies', async () => {
+    const limitFile = '/proc/sys/kernel/core_pipe_limit';
+    const before = readFileSync(limitFile, 'utf8').trim();
+    writeFileSync(limitFile, '4');
+    try {
+      const bin = buildCrasher('segv');
+      const c = await crash(bin);
+      expect(c.signal).toBe('SIGSEGV');
+      const e = await waitFor('the crash in the index', () => eventOf(c.pid));
+      const m = manifestOf(e);
+      expect(m.timings.startupMs).toBeTypeOf('number');
+      expect(m.timings.earlyReadyMs).toBeUndefined();
+      expect(m.core.stored).toBe(true);
+      expect(m.backtrace?.frames[0]?.fn).toBe('flightbox_crash_here');
+    } finally {
+      writeFileSync(limitFile, before);
+    }
   });
 
   it('20 crashes at once: all 20 indexed, none lost', async () => {

@@ -5,7 +5,7 @@
 // entry of this very process makes the launcher count core.maxConcurrent (1) handlers busy.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -260,6 +260,9 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(m.process!.procVerified).toBe(true);
       expect(m.files.map((f) => f.path)).toEqual(expect.arrayContaining(['proc/status', 'proc/fds', 'proc/environ']));
       expect(m.timings.holdMs).toBeTypeOf('number');
+      // made by the node the launcher started beside its copies (it read the pipe on for the long one)
+      expect(m.timings.earlyReadyMs).toBeTypeOf('number');
+      expect(m.timings.startupMs).toBeUndefined();
       // a core read whole was compressed by the launcher's zstd while node started
       expect(m.timings.compressByLauncher).toBe(launcherRead === 'released' ? 1 : undefined);
       expect(m.warnings.join('\n')).not.toMatch(/was cut/); // the core's part is not a /proc copy
@@ -267,6 +270,125 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
       expect(entries(s.incoming)).toEqual([]);
     });
   }
+
+  /**
+   * The launcher run on a live target with its stdin a FIFO this test writes the core into:
+   * the launcher waits in its first dd (after its copies, with its early node started) until
+   * writeCore.
+   */
+  async function launchHeld(s: Setup, pid: number, opts: { rlimit?: string; until?: string } = {}): Promise<{ launcher: ChildProcess; exited: Promise<number | null>; writeCore: (core: Buffer) => void; early: number; fd: number }> {
+    const fifo = join(s.dir, 'core.fifo');
+    expect(spawnSync('mkfifo', ['-m', '600', fifo]).status).toBe(0);
+    const now = Math.floor(Date.now() / 1000);
+    const args = [String(pid), String(pid), String(pid), '0', '0', '11', String(now), opts.rlimit ?? '18446744073709551615', 'host', '1', ''];
+    const launcher = spawn('/bin/sh', ['-c', 'f=$1; shift; exec "$@" <"$f"', 'sh', fifo, s.launcher, ...args], { stdio: 'ignore' });
+    children.push(launcher);
+    const exited = new Promise<number | null>((r) => launcher.once('exit', (code) => r(code)));
+    // (opening the FIFO for writing waits for the launcher's shell to open it for reading)
+    const w = openSync(fifo, constants.O_WRONLY);
+    const early = await waitFor('the node started beside the launcher', () => earlyNode(s), 20_000, 5);
+    // the launcher's copies done: its first dd has started (and waits for the core)
+    const until = opts.until ?? 'dd';
+    await waitFor(`the launcher's ${until}`, () => entries(s.incoming).some((e) => existsSync(join(s.incoming, e, until))), 20_000, 5);
+    return {
+      launcher, exited, early, fd: w,
+      writeCore: (core) => {
+        try {
+          writeFileSync(w, core);
+        } finally {
+          closeSync(w);
+        }
+      },
+    };
+  }
+
+  /** The pid of a live node started by this setup's launcher with --early, if any. */
+  function earlyNode(s: Setup): number | undefined {
+    for (const p of readdirSync('/proc')) {
+      if (!/^\d+$/.test(p)) continue;
+      try {
+        const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        const i = argv.indexOf('--early');
+        if (i > 0 && argv[i + 1]?.startsWith(`${s.incoming}/`) && !/^[^)]*\) Z/.test(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*?\(/, '('))) return Number(p);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return undefined;
+  }
+
+  it('the node started beside the launcher is killed before the launcher\'s word: the launcher records the crash with a node of its own', async () => {
+    const s = setUp('', { cap: 4 });
+    const t = await target();
+    const h = await launchHeld(s, t.pid!);
+    process.kill(h.early, 'SIGKILL');
+    const core = Buffer.concat([Buffer.from('text '.repeat(100_000)), randomBytes(200_000)]);
+    h.writeCore(core);
+    expect(await h.exited).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(bundles(s.cfg.store.root)).toHaveLength(1);
+    expect(bytes.equals(core)).toBe(true);
+    // node exec'd by the launcher, as without the early one
+    expect(m.timings.startupMs).toBeTypeOf('number');
+    expect(m.timings.earlyReadyMs).toBeUndefined();
+    expect(m.handler.launcher).toBe('released');
+    expect(entries(s.incoming)).toEqual([]);
+    // the handler slot the launcher made for itself is gone with it (only this test's own is left)
+    expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([`${process.pid}-${startOf(process.pid)}`]);
+  });
+
+  it('the launcher killed before its word: the node beside it leaves the entry, which a drainer records', async () => {
+    const s = setUp('', { cap: null });
+    const t = await target();
+    const h = await launchHeld(s, t.pid!);
+    const early = h.early;
+    h.launcher.kill('SIGKILL');
+    await h.exited;
+    await waitFor('the early node to give up', () => earlyNode(s) === undefined || undefined, 10_000, 20);
+    h.writeCore(Buffer.alloc(0));
+    expect(early).toBeGreaterThan(0);
+    expect(bundles(s.cfg.store.root)).toEqual([]);
+    const left = entries(s.incoming);
+    expect(left).toHaveLength(1);
+    expect(existsSync(join(s.incoming, left[0]!, 'taken'))).toBe(false);
+    // nothing lost: what the launcher copied is recorded by a drainer
+    expect(await drainIncoming(s.cfg)).toEqual({ bundles: 1, failed: 0 });
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.process!.cmdline).toContain(HOSTILE_ARG);
+    expect(entries(s.incoming)).toEqual([]);
+  });
+
+  it('RLIMIT_CORE 0: the node beside the launcher does not hold the core\'s pipe (no reader is left once the launcher lets go)', async () => {
+    const s = setUp('', { cap: null });
+    const t = await target();
+    const h = await launchHeld(s, t.pid!, { rlimit: '0', until: 'released' });
+    // the kernel's write would find no reader: the crashed process is not held by the early node
+    expect(() => writeSync(h.fd, Buffer.alloc(1))).toThrow(/EPIPE/);
+    closeSync(h.fd);
+    expect(await h.exited).toBe(0);
+    const [m] = bundles(s.cfg.store.root);
+    expect(m!.timings.earlyReadyMs).toBeTypeOf('number');
+    expect(m!.core).toMatchObject({ stored: false, reason: 'rlimit', size: 0 });
+    expect(entries(s.incoming)).toEqual([]);
+  });
+
+  it('a core longer than the launcher reads, made by the early node: its handler slot is the launcher\'s, released when done', async () => {
+    const s = setUp('', { cap: 4 });
+    const t = await target();
+    const h = await launchHeld(s, t.pid!);
+    // while the launcher waits in its dd, the registry holds this process's entry and the launcher's
+    const slots = readdirSync(join(s.incoming, HANDLERS_DIR)).sort();
+    expect(slots).toEqual([`${process.pid}-${startOf(process.pid)}`, `${h.launcher.pid}-${startOf(h.launcher.pid!)}`].sort());
+    const core = randomBytes(CORE_WHOLE_BYTES + 1024 * 1024);
+    h.writeCore(core);
+    expect(await h.exited).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(m.timings.earlyReadyMs).toBeTypeOf('number');
+    expect(m.timings.slotFromMs).toBeTypeOf('number'); // it held a slot: the launcher's
+    expect(m.handler.launcher).toBe('prefix');
+    expect(bytes.equals(core)).toBe(true);
+    expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([`${process.pid}-${startOf(process.pid)}`]);
+  });
 
   /** What is left in the store's staging directory (the launcher's zstd output included). */
   function stagingLeft(s: Setup): string[] {
