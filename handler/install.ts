@@ -373,8 +373,10 @@ function earlyFunctions(nodeCommand: string): string[] {
  * (handler/run-dir.ts overflowDir), then the first CORE_PREFIX_BYTES of the core (one dd),
  * and, once it has made the pipe bigger, the rest up to CORE_WHOLE_BYTES (a second dd).
  * A core that ended there is read whole: the process is released, eu-stack and zstd start on
- * the copy in the background, and node makes the bundle from it (--spooled); a longer core
- * keeps the pipe open for node, which goes on reading it where the launcher stopped. With core.maxConcurrent set it first counts the live handlers
+ * the copy in the background, and node makes the bundle from it (--spooled; or the running
+ * daemon, handoffFunction; or, without a daemon, the node started beside these copies,
+ * earlyFunctions); a longer core keeps the pipe open for node, which goes on reading it where
+ * the launcher stopped. With core.maxConcurrent set it first counts the live handlers
  * storing cores (<spool>/handlers/<pid>-<start time>, store/handler-slots.ts) with shell
  * builtins; at the cap it records the crash without its core and leaves it to a drainer
  * (handler/overflow.ts) instead of starting node at all.
