@@ -10,7 +10,6 @@
 // skips; /proc/<pid> then stays readable only until the core has been read from stdin,
 // which is why the handler reads /proc first.
 import { existsSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freezeFifoPath, type Config } from '../lib/config.js';
@@ -114,8 +113,6 @@ export interface OverflowParams {
 export interface LauncherZstd {
   zstd: string;
   level: number;
-  /** workers (-T): the CPUs at install */
-  threads: number;
 }
 
 /** perl (absolute path) sets the pipe's size (F_SETPIPE_SZ): no shell or coreutils program can. */
@@ -147,7 +144,7 @@ export function overflowParams(cfg: Config): OverflowParams {
 
 function launcherZstd(cfg: Config): LauncherZstd | null {
   const zstd = cfg.core.compress === 'zstd' ? findProgram('zstd') : null;
-  return zstd ? { zstd, level: cfg.core.level, threads: availableParallelism() } : null;
+  return zstd ? { zstd, level: cfg.core.level } : null;
 }
 
 function launcherPipe(cfg: Config): LauncherPipe | null {
@@ -232,8 +229,13 @@ export const LAUNCHER_ROOM_BYTES = 4 * CORE_WHOLE_BYTES;
 /**
  * The launcher's squeeze(): zstd on a core the launcher read whole, in the background, so that
  * the core is compressed while node starts (node then takes the result into the bundle,
- * handler/capture.ts). One worker per CPU, as node runs it: a core of a few MiB is one job of
- * zstd's anyway, and past that (up to 32 MiB) the compression is what node waits for last.
+ * handler/capture.ts). Single-threaded (--single-thread: compression and I/O in one thread,
+ * small buffers), not with a worker per CPU as node compresses longer cores: on a core of up
+ * to 32 MiB, zstd's multi-threaded mode copies the input into fresh job buffers (16 MiB of
+ * random bytes here: 9,000 page faults and 96 ms of CPU against 1,300 and 38 ms; text 116 ms
+ * against 78), which a crash pays for in CPU taken from eu-stack and node, and in memory,
+ * once per concurrent crash; its only gain, two jobs of a compressible core of 8 MiB and more
+ * compressed side by side when a CPU is free, did not make up for it.
  * Its output goes beside the store's staging directories (launcherZstdFile: on the store's
  * filesystem, root's alone), so that the bundle links it instead of copying it; a full disk
  * fails zstd, and node compresses. The core comes on stdin; `z` says at which level, for node
@@ -256,7 +258,7 @@ function squeezeFunction(z: LauncherZstd, storeRoot: string): string[] {
     '    # and only as a new file (noclobber): never through a link planted there',
     `    if ${[storeRoot, launcherZstdDir(storeRoot)].map((p) => `[ -d ${shellQuote(p)} ] && [ ! -L ${shellQuote(p)} ] && [ -O ${shellQuote(p)} ]`).join(' && ')}; then`,
     '      set -C',
-    `      ${shellQuote(z.zstd)} -q -${z.level} -T${z.threads} -c <core >"$zo" 2>${f.err}`,
+    `      ${shellQuote(z.zstd)} -q -${z.level} --single-thread -c <core >"$zo" 2>${f.err}`,
     '      s=$?',
     '    fi',
     `    printf '%s\\n' $s >${f.status}.tmp && mv -f ${f.status}.tmp ${f.status}`,

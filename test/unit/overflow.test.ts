@@ -490,6 +490,26 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(readFileSync(out, 'utf8').trim().split('\n').map(Number)).toEqual([own, own]);
   });
 
+  it('the launcher\'s zstd runs single-threaded at the config\'s level, for a core within its first part and past it', async () => {
+    // Faked: a zstd that records its arguments and fails, so node compresses (the real one is
+    // run by the tests above): zstd's worker threads cost 1.5-2.5 times the CPU on these sizes.
+    const out = join(tmpdir(), `fbx-zargs-${process.pid}`);
+    const spy = join(tmpdir(), `fbx-zargs-${process.pid}.sh`);
+    writeFileSync(spy, `#!/bin/sh\nprintf '%s ' "$@" >>${out}\necho >>${out}\nexit 1\n`, { mode: 0o755 });
+    dirs.push(spy, out);
+    for (const size of [1024 * 1024, CORE_PREFIX_BYTES + 1024 * 1024]) {
+      const s = setUp('', { cap: null, zstd: { zstd: spy } });
+      await compressedByNode(s, randomBytes(size));
+    }
+    const runs = readFileSync(out, 'utf8').trim().split('\n').map((l) => l.trim().split(' '));
+    expect(runs).toHaveLength(2);
+    for (const argv of runs) {
+      expect(argv).toContain('--single-thread');
+      expect(argv).toContain(`-${defaultConfig().core.level}`);
+      expect(argv.some((a) => /^-T/.test(a))).toBe(false);
+    }
+  });
+
   // core.pipeBuffer: the kernel's pipe of a core longer than the launcher's part made bigger
   // (perl, F_SETPIPE_SZ), so that the kernel goes on writing while node starts. The size the
   // manifest names is the kernel's answer (a power of two), not the config's.
