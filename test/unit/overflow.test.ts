@@ -317,8 +317,14 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     return undefined;
   }
 
+  /** No other handler storing a core: setUp's entry for this process withdrawn. */
+  function noOtherHandler(s: Setup): void {
+    unlinkSync(join(s.incoming, HANDLERS_DIR, `${process.pid}-${startOf(process.pid)}`));
+  }
+
   it('the node started beside the launcher is killed before the launcher\'s word: the launcher records the crash with a node of its own', async () => {
     const s = setUp('', { cap: 4 });
+    noOtherHandler(s);
     const t = await target();
     const h = await launchHeld(s, t.pid!);
     process.kill(h.early, 'SIGKILL');
@@ -333,7 +339,19 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(m.timings.earlyReadyMs).toBeUndefined();
     expect(m.handler.launcher).toBe('released');
     expect(entries(s.incoming)).toEqual([]);
-    // the handler slot the launcher made for itself is gone with it (only this test's own is left)
+    // the handler slot the launcher made for itself is gone with it
+    expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([]);
+  });
+
+  it('another handler storing a core (core.maxConcurrent counts one): no node beside the launcher, it execs node after its copies', async () => {
+    const s = setUp('', { cap: 4 }); // this process's entry counts as a live handler
+    const t = await target();
+    const core = randomBytes(2 * 1024 * 1024);
+    expect(launch(s, t.pid!, { core }).status).toBe(0);
+    const { m, bytes } = storedCore(s);
+    expect(bytes.equals(core)).toBe(true);
+    expect(m.timings.startupMs).toBeTypeOf('number');
+    expect(m.timings.earlyReadyMs).toBeUndefined();
     expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([`${process.pid}-${startOf(process.pid)}`]);
   });
 
@@ -374,11 +392,11 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
 
   it('a core longer than the launcher reads, made by the early node: its handler slot is the launcher\'s, released when done', async () => {
     const s = setUp('', { cap: 4 });
+    noOtherHandler(s);
     const t = await target();
     const h = await launchHeld(s, t.pid!);
-    // while the launcher waits in its dd, the registry holds this process's entry and the launcher's
-    const slots = readdirSync(join(s.incoming, HANDLERS_DIR)).sort();
-    expect(slots).toEqual([`${process.pid}-${startOf(process.pid)}`, `${h.launcher.pid}-${startOf(h.launcher.pid!)}`].sort());
+    // while the launcher waits in its dd, the registry holds the launcher's entry alone
+    expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([`${h.launcher.pid}-${startOf(h.launcher.pid!)}`]);
     const core = randomBytes(CORE_WHOLE_BYTES + 1024 * 1024);
     h.writeCore(core);
     expect(await h.exited).toBe(0);
@@ -387,7 +405,7 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(m.timings.slotFromMs).toBeTypeOf('number'); // it held a slot: the launcher's
     expect(m.handler.launcher).toBe('prefix');
     expect(bytes.equals(core)).toBe(true);
-    expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([`${process.pid}-${startOf(process.pid)}`]);
+    expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([]);
   });
 
   /** What is left in the store's staging directory (the launcher's zstd output included). */
