@@ -51,7 +51,10 @@ describe('preread and compression of a sparse core', () => {
     } finally {
       closeSync(fd);
     }
-    expect(cachedBytes(file)).toBeGreaterThanOrEqual(size - 4096);
+    // Nearly all of it: a kernel that pages out cold memory on its own (DAMON's pageout
+    // scheme, as on the VMs these tests run on) may have dropped a few pages already; a
+    // preread that skipped the holes would leave less than 1 % of the file cached.
+    expect(cachedBytes(file)).toBeGreaterThanOrEqual(size * 0.95);
   });
 
   it('stops at the end of a file shorter than said', async () => {
