@@ -4,11 +4,11 @@
 // launcher exec'd would have. The launcher is its parent and waits for it; if the launcher dies
 // first, or the entry goes, this node leaves everything as it is (a drainer records the entry,
 // as it would have without this node).
-import { closeSync, constants, existsSync, fstatSync, openSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { readSmallNoFollow, writeFileExclusive } from '../lib/safe-fs.js';
 import { processStartTime } from '../store/handler-slots.js';
-import { LAUNCHER_EARLY, LAUNCHER_EXE_FD } from './run-dir.js';
+import { LAUNCHER_EARLY } from './run-dir.js';
 
 /** How often the launcher's life and the entry are checked while waiting (the word itself comes by inotify). */
 const LIFE_CHECK_MS = 100;
@@ -90,32 +90,5 @@ export function markTaken(dir: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/**
- * The crashed process's executable as the launcher opened it (its fd LAUNCHER_EXE_FD, when the
- * entry says it has one), opened here through /proc: the launcher is waiting for this node, so
- * the fd is still the one it opened; its start time is checked again once the file is open.
- */
-export function openLauncherExe(dir: string, launcher: Launcher, procRoot = '/proc'): number | null {
-  let said: string | null;
-  try {
-    said = readSmallNoFollow(join(dir, 'exefd'), 16).trim();
-  } catch {
-    return null;
-  }
-  if (said !== String(LAUNCHER_EXE_FD)) return null;
-  let fd: number | null = null;
-  try {
-    fd = openSync(`${procRoot}/${launcher.pid}/fd/${LAUNCHER_EXE_FD}`, constants.O_RDONLY);
-    if (!fstatSync(fd).isFile() || processStartTime(launcher.pid, procRoot) !== launcher.start) {
-      closeSync(fd);
-      return null;
-    }
-    return fd;
-  } catch {
-    if (fd !== null) closeSync(fd);
-    return null;
   }
 }

@@ -105,8 +105,6 @@ export interface OverflowParams {
   zstd: LauncherZstd | null;
   /** the daemon's freeze FIFO (daemon/freeze-fifo.ts), which the launcher writes its crash's line to */
   freezeFifo: string;
-  /** node started beside the launcher's copies when no daemon takes crashes (earlyFunctions) */
-  early: boolean;
 }
 
 /** The zstd (absolute path) the launcher compresses a core it read whole with, and the level (core.level). */
@@ -138,7 +136,6 @@ export function overflowParams(cfg: Config): OverflowParams {
     pipe: launcherPipe(cfg),
     zstd: launcherZstd(cfg),
     freezeFifo: freezeFifoPath(cfg),
-    early: true,
   };
 }
 
@@ -368,7 +365,6 @@ function earlyFunctions(nodeCommand: string): string[] {
     '  wait "$ep"',
     '  ep=',
     `  [ -d "$d" ] && [ ! -e "$d/${e.taken}" ] || exit 0`,
-    `  rm -f "$d/${e.go}"`,
     '}',
   ];
 }
@@ -522,7 +518,7 @@ export function launcherScript(nodePath: string, handlerPath: string, configPath
     '  cd /',
     '}',
     ...(params.trace ? handoffFunction() : []),
-    ...(params.early ? earlyFunctions(nodeCommand) : ['early() { ep=; }', 'unearly() { :; }', 'hand() { :; }']),
+    ...earlyFunctions(nodeCommand),
     '# below the cap: /proc and the first part of the core here, the rest by node',
     'capture() {',
     '  rel=',

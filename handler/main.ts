@@ -17,7 +17,7 @@ import { vendoredYamlPath } from '../lib/yaml.js';
 import { checkSecureDir, ensureSecureDir, readSmallNoFollow, writeFileAtomic } from '../lib/safe-fs.js';
 import { captureCrash } from './capture.js';
 import { checkSpoolEntry, drainIncoming, incomingWaiting, loadSpooled } from './overflow.js';
-import { markTaken, openLauncherExe, parentLauncher, waitForGo } from './early.js';
+import { markTaken, parentLauncher, waitForGo } from './early.js';
 import { builtin } from '../lib/builtin.js';
 import { Store } from '../store/store.js';
 import { HANDLERS_DIR } from '../store/handler-slots.js';
@@ -264,8 +264,7 @@ async function recordEarly(dir: string, config: LoadedConfig['config'], configWa
   try {
     if (status === null || !markTaken(dir)) return { code: 0, took: false };
     try {
-      const exeFd = openLauncherExe(dir, launcher);
-      const { args, spooled, bundleId, warnings } = loadSpooled(dir, status, { exeFd });
+      const { args, spooled, bundleId, warnings } = loadSpooled(dir, status, { exeFrom: launcher });
       await captureCrash(args, { config, configWarnings: [...configWarnings, ...warnings], spooled, bundleId, store, early: { launcherPid: launcher.pid, readyAt, goAt } });
       rmSync(dir, { recursive: true, force: true });
       return { code: 0, took: true };

@@ -43,6 +43,7 @@ import { captureCrash, type SpooledCrash } from './capture.js';
 import { MAX_PROC_FILE_BYTES, PROC_FILES, pidFromFdinfo, type ProcSource } from './proc-reader.js';
 import { ddMessage } from './core-writer.js';
 import { processStartTime } from '../store/handler-slots.js';
+import type { Launcher } from './early.js';
 
 const MAX_LINKS_BYTES = OVERFLOW_FILE_MAX_BYTES;
 const MAX_SMALL_BYTES = 64 * 1024;
@@ -156,15 +157,26 @@ export function spooledProcSource(dir: string, pid: number, launcherPid: number,
 }
 
 /**
- * The executable the launcher opened for this process (LAUNCHER_EXE_FD, when its entry says
- * so): a regular file, or nothing.
+ * The executable the launcher opened on its LAUNCHER_EXE_FD, when its entry says so: a regular
+ * file, or nothing. Without `launcher`, this process's own fd (the node the launcher exec'd);
+ * with it, that fd opened through /proc (the node started beside the launcher, handler/early.ts:
+ * the launcher waits for it, so the fd is still the one it opened; its start time is checked
+ * again once the file is open).
  */
-function inheritedExe(dir: string): number | null {
+export function launcherExe(dir: string, launcher: Launcher | null = null, procRoot = '/proc'): number | null {
   if ((readSmall(dir, 'exefd') ?? '').trim() !== String(LAUNCHER_EXE_FD)) return null;
+  let fd: number | null = null;
   try {
-    return fstatSync(LAUNCHER_EXE_FD).isFile() ? LAUNCHER_EXE_FD : null;
+    if (launcher === null) return fstatSync(LAUNCHER_EXE_FD).isFile() ? LAUNCHER_EXE_FD : null;
+    fd = openSync(`${procRoot}/${launcher.pid}/fd/${LAUNCHER_EXE_FD}`, constants.O_RDONLY);
+    if (!fstatSync(fd).isFile() || processStartTime(launcher.pid, procRoot) !== launcher.start) return null;
+    const exe = fd;
+    fd = null;
+    return exe;
   } catch {
     return null;
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
 }
 
@@ -201,8 +213,8 @@ export interface LoadSpooledOptions {
    * launcher exec'd (default). The daemon and drainers hold other files there.
    */
   inheritedExe?: boolean;
-  /** The executable opened some other way (the node started beside the launcher: handler/early.ts); overrides inheritedExe. */
-  exeFd?: number | null;
+  /** The launcher this node was started beside (handler/early.ts): its executable fd is opened through /proc; overrides inheritedExe. */
+  exeFrom?: Launcher;
   /** The entry's name under which the recorders were frozen for it, when that was not the launcher's `spool` line (the daemon's `take`). */
   frozeEntry?: string;
   /** The bundle id already chosen for it (a drainer's); default: a new one, kept in the entry. */
@@ -249,7 +261,7 @@ export function loadSpooled(dir: string, prefixStatus = 0, opts: LoadSpooledOpti
     bundleId,
     warnings: cutCopies(dir),
     spooled: {
-      source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, opts.exeFd !== undefined ? opts.exeFd : opts.inheritedExe === false ? null : inheritedExe(dir)),
+      source: spooledProcSource(dir, Number(args[0]), writer?.pid ?? 0, opts.exeFrom ? launcherExe(dir, opts.exeFrom) : opts.inheritedExe === false ? null : launcherExe(dir)),
       launcherPid: writer?.pid ?? 0,
       startedMs,
       procMs: mtimeMs(dir, 'stat.after'),

@@ -6,7 +6,8 @@ import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, stat
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { markTaken, openLauncherExe, parentLauncher, parseGo, waitForGo, type Launcher } from '../../handler/early.js';
+import { markTaken, parentLauncher, parseGo, waitForGo, type Launcher } from '../../handler/early.js';
+import { launcherExe as openLauncherExe } from '../../handler/overflow.js';
 import { LAUNCHER_EARLY, LAUNCHER_EXE_FD } from '../../handler/run-dir.js';
 import { processStartTime } from '../../store/handler-slots.js';
 import { waitFor } from '../helpers.js';
@@ -127,7 +128,7 @@ describe('markTaken', () => {
   });
 });
 
-describe('openLauncherExe', () => {
+describe('launcherExe, through the launcher\'s /proc', () => {
   it('the file the launcher holds on its fd 9, when the entry says it has one', async () => {
     const dir = entryDir();
     const exe = join(dir, 'the-exe');
