@@ -3,7 +3,7 @@
 // dumps nothing for them), and the flightbox daemon killed with SIGSEGV is captured once,
 // by one handler, and nothing follows. Both through the real kernel core_pattern.
 import { spawn } from 'node:child_process';
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, IS_ROOT, sleep, waitFor } from '../helpers.js';
@@ -16,7 +16,26 @@ import {
 /** How long to watch for a second handler, a second event, a loop. */
 const WATCH_MS = 3000;
 
-/** Sample the handler processes of a store until stopped: every pid seen, and the most at once. */
+/** A process's parent pid, or undefined once it is gone. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Handler runs, not processes: a launcher and the node it starts beside its copies (the early
+ * node, handler/install.ts earlyFunctions) are one run of the kernel's pipe helper.
+ */
+function handlerRuns(pids: number[]): number {
+  const set = new Set(pids);
+  return pids.filter((p) => !set.has(parentOf(p) ?? -1)).length;
+}
+
+/** Sample the handler processes of a store until stopped: every pid seen, and the most runs at once. */
 function sampleHandlers(configPath: string): { seen: Set<number>; max: () => number; stop: () => Promise<void> } {
   const seen = new Set<number>();
   let max = 0;
@@ -25,7 +44,7 @@ function sampleHandlers(configPath: string): { seen: Set<number>; max: () => num
     while (!stopped) {
       const pids = handlerPids(configPath);
       for (const p of pids) seen.add(p);
-      max = Math.max(max, pids.length);
+      max = Math.max(max, handlerRuns(pids));
       await sleep(20);
     }
   })();
@@ -128,7 +147,7 @@ describe.skipIf(!IS_ROOT)('no recursion and no loop', () => {
       await sleep(WATCH_MS);
       await handlers.stop();
       expect(handlerPids(s.configPath)).toEqual([]);
-      expect(handlers.max(), 'handlers at once').toBe(1);
+      expect(handlers.max(), 'handler runs at once').toBe(1);
       expect(listEvents(s).map((x) => x.id)).toEqual([e.id]);
       const announced = flightboxKmsg(mark).filter((l) => /^flightbox: process \d+ /.test(l.raw));
       expect(announced.filter((l) => l.raw.startsWith(`flightbox: process ${pid} `))).toHaveLength(1);
