@@ -461,8 +461,9 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs, byLauncher: spooled?.releasedMs !== undefined && spooled.releasedMs !== null, pipeBytes: spooled?.pipeBytes ?? null }, 'Core read, process released');
   }
   // (A caller that hands in its store runs many crashes, and renices itself or not: the
-  // daemon's own thread must not be.)
-  if (!opts.store) {
+  // daemon's own thread must not be. The node started beside the launcher hands in the store
+  // it opened while it waited, and records this one crash, as an exec'd node does.)
+  if (!opts.store || opts.early) {
     try {
       setPriority(10);
     } catch {

@@ -6,6 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,7 +18,7 @@ import { readProcState } from '../../handler/proc-reader.js';
 import { CORE_PREFIX_BYTES, CORE_WHOLE_BYTES, OVERFLOW_FILE_MAX_BYTES, SPOOL_DAEMON_FILE, launcherZstdDir, overflowDir } from '../../handler/run-dir.js';
 import { CrashTaker } from '../../daemon/crash-taker.js';
 import { FreezeFifo } from '../../daemon/freeze-fifo.js';
-import { freezeFifoPath } from '../../lib/config.js';
+import { freezeFifoPath, socketPath } from '../../lib/config.js';
 import { createLogger } from '../../lib/log.js';
 import { HANDLERS_DIR } from '../../store/handler-slots.js';
 import { readManifest, type Manifest } from '../../store/manifest.js';
@@ -406,6 +407,38 @@ describe.skipIf(!IS_ROOT)('the launcher below the cap: /proc and the core\'s fir
     expect(m.handler.launcher).toBe('prefix');
     expect(bytes.equals(core)).toBe(true);
     expect(readdirSync(join(s.incoming, HANDLERS_DIR))).toEqual([]);
+  });
+
+  it('the node started beside the launcher lowers its priority once the crashed process is released, as an exec\'d node does', async () => {
+    const s = setUp('daemon:\n  snapshotDeadline: 5s\n', { cap: null });
+    // A daemon socket that takes the snapshot request and never answers: node waits there,
+    // after the release, long enough to be looked at.
+    const held: Socket[] = [];
+    const server = createServer((c) => { held.push(c); });
+    await new Promise<void>((r) => server.listen(socketPath(s.cfg), r));
+    let h: Awaited<ReturnType<typeof launchHeld>> | undefined;
+    try {
+      const niceOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+      const own = niceOf(process.pid);
+      expect(own).toBeLessThan(10);
+      const t = await target();
+      h = await launchHeld(s, t.pid!);
+      // waiting for the core (the crashed process held): the launcher's priority
+      expect(niceOf(h.early)).toBe(own);
+      h.writeCore(randomBytes(1024 * 1024));
+      await waitFor('the snapshot request', () => held.length > 0 || undefined, 20_000, 5);
+      expect(niceOf(h.early)).toBe(10);
+      for (const c of held) c.destroy();
+      expect(await h.exited).toBe(0);
+      const { m } = storedCore(s);
+      expect(m.timings.earlyReadyMs).toBeTypeOf('number');
+      expect(m.warnings.join('\n')).toMatch(/snapshot/);
+    } finally {
+      for (const c of held) c.destroy();
+      // (a failed check leaves node waiting on the socket: let it finish before the cleanup)
+      if (h) await h.exited;
+      await new Promise((r) => server.close(r));
+    }
   });
 
   /** What is left in the store's staging directory (the launcher's zstd output included). */
