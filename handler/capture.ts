@@ -113,6 +113,12 @@ export interface CaptureOptions {
   /** The store to publish into (left open); default: opened here, closed at the end. */
   store?: Store;
   /**
+   * Lower this process's priority (nice 10) once the crashed process is released: the bundle
+   * is background work. Default: when the store is opened here (a process of this one crash).
+   * A caller that runs many crashes renices itself or not (the daemon's own thread must not be).
+   */
+  reniceAfterRelease?: boolean;
+  /**
    * A crash the launcher recorded itself during a storm (handler/overflow.ts): its /proc as
    * the launcher copied it, no core, no pipe to read, no freeze to ask for.
    */
@@ -460,10 +466,7 @@ export async function captureCrash(argv: readonly string[], opts: CaptureOptions
     if (spooled?.procMs) timings.procMs = spooled.procMs - t0;
     log.info({ id, bytes: core.size, byDd: nativeBytes, holdMs: timings.holdMs, byLauncher: spooled?.releasedMs !== undefined && spooled.releasedMs !== null, pipeBytes: spooled?.pipeBytes ?? null }, 'Core read, process released');
   }
-  // (A caller that hands in its store runs many crashes, and renices itself or not: the
-  // daemon's own thread must not be. The node started beside the launcher hands in the store
-  // it opened while it waited, and records this one crash, as an exec'd node does.)
-  if (!opts.store || opts.early) {
+  if (opts.reniceAfterRelease ?? !opts.store) {
     try {
       setPriority(10);
     } catch {

@@ -258,6 +258,8 @@ async function recordEarly(dir: string, config: LoadedConfig['config'], configWa
   } catch {
     // the capture opens (and reports) what could not be opened here
   }
+  // (The store is opened here, while waiting, but this node records one crash: it lowers its
+  // priority after the release as an exec'd node does.)
   const readyAt = Date.now();
   const status = await waitForGo(dir, launcher);
   const goAt = Date.now();
@@ -265,7 +267,7 @@ async function recordEarly(dir: string, config: LoadedConfig['config'], configWa
     if (status === null || !markTaken(dir)) return { code: 0, took: false };
     try {
       const { args, spooled, bundleId, warnings } = loadSpooled(dir, status, { exeFrom: launcher });
-      await captureCrash(args, { config, configWarnings: [...configWarnings, ...warnings], spooled, bundleId, store, early: { launcherPid: launcher.pid, readyAt, goAt } });
+      await captureCrash(args, { config, configWarnings: [...configWarnings, ...warnings], spooled, bundleId, store, reniceAfterRelease: true, early: { launcherPid: launcher.pid, readyAt, goAt } });
       rmSync(dir, { recursive: true, force: true });
       return { code: 0, took: true };
     } catch (err) {
